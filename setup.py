@@ -1,0 +1,56 @@
+"""Install detrex: `pip install -e ".[dev]"` from the repository root."""
+
+import os
+import shutil
+
+from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class BuildWithConfigs(build_py):
+    """Copy the repository's `configs/` into the built package as `detrex/config/configs`.
+
+    Editable installs resolve `configs/` next to the package instead (see detrex.config.get_config).
+    """
+
+    def run(self):
+        super().run()
+        src = os.path.join(HERE, "configs")
+        dst = os.path.join(self.build_lib, "detrex", "config", "configs")
+        if os.path.isdir(src):
+            shutil.rmtree(dst, ignore_errors=True)
+            shutil.copytree(src, dst)
+
+
+setup(
+    name="detrex",
+    version="0.1.0",
+    description="Query-design DETR detectors (Anchor-DETR, Conditional-DETR) with lazy configs",
+    python_requires=">=3.10",
+    packages=find_packages(include=["detrex", "detrex.*", "projects", "projects.*"]),
+    package_data={"projects": ["*/configs/*.py", "*/configs/models/*.py"]},
+    cmdclass={"build_py": BuildWithConfigs},
+    install_requires=[
+        "torch>=2.1,!=2.13.*",  # the 2.13 CPU wheel has no matching torchvision build
+        "torchvision>=0.16",
+        "fvcore>=0.1.5",
+        "iopath>=0.1.9",
+        "omegaconf>=2.1",
+        "pycocotools>=2.0.6",
+        "scipy>=1.7",
+        "numpy",
+        "pillow",
+        "pyyaml",
+        "cloudpickle",
+        "tqdm",
+        "tabulate",
+        "matplotlib",
+        "tensorboard",
+    ],
+    extras_require={
+        "dev": ["pytest>=7", "pytest-xdist", "ruff>=0.4", "onnx", "onnxruntime"],
+        "test": ["pytest>=7", "pytest-xdist", "ruff>=0.4"],
+    },
+)
