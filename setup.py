@@ -21,7 +21,7 @@ class BuildWithConfigs(build_py):
         dst = os.path.join(self.build_lib, "detrex", "config", "configs")
         if os.path.isdir(src):
             shutil.rmtree(dst, ignore_errors=True)
-            shutil.copytree(src, dst)
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
 
 
 setup(
