@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import difflib
+import logging
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -18,6 +19,11 @@ __all__ = ["ConfigOverrideError", "apply_overrides", "parse_value"]
 # Spellings that are not Python literals but that YAML/Hydra users type; anything else non-literal stays a str.
 _WORDS = {"true": True, "false": False, "null": None, "inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 _MISSING = object()
+
+# Keys that detrex's configs had and this project moved; an override of the old key sets the new one,
+# with a warning, so published detrex commands keep working. detrex wrote `model.device = train.device`;
+# here `train.device` is the one device knob (tools/train_net.py moves the model once).
+RENAMED_KEYS = {"model.device": "train.device"}
 
 
 class ConfigOverrideError(KeyError, ValueError):
@@ -145,6 +151,11 @@ def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
     for text in overrides:
         mode, key, raw = _split(text)
         exists, depth, parent = _walk(cfg, text, key)
+        if not exists and key in RENAMED_KEYS and _walk(cfg, text, RENAMED_KEYS[key])[0]:
+            new_key = RENAMED_KEYS[key]
+            logging.getLogger(__name__).warning("override %r: %r is now %r; setting that.", text, key, new_key)
+            key = new_key
+            exists, depth, parent = _walk(cfg, text, key)
         if not exists and mode in ("set", "delete"):
             raise ConfigOverrideError(_unknown_key_message(cfg, text, key, depth, parent))
         if exists and mode == "add":

@@ -3,6 +3,7 @@
 import math
 
 import pytest
+from omegaconf import OmegaConf
 
 from detrex.config import ConfigOverrideError, LazyConfig, get_config
 from detrex.config.overrides import parse_value
@@ -136,3 +137,13 @@ def test_malformed_and_impossible_overrides(cfg):
         LazyConfig.apply_overrides(cfg, ["train.max_iter"])
     with pytest.raises(ConfigOverrideError, match="'train.max_iter' holds int 100, not a config node"):
         LazyConfig.apply_overrides(cfg, ["train.max_iter.x=1"])
+
+
+def test_detrex_model_device_override_sets_train_device(caplog):
+    cfg = OmegaConf.create({"model": {"num_classes": 80}, "train": {"device": "cuda"}})
+    with caplog.at_level("WARNING"):
+        LazyConfig.apply_overrides(cfg, ["model.device=cpu"])
+    assert cfg.train.device == "cpu" and "device" not in cfg.model
+    assert "train.device" in caplog.text
+    with pytest.raises(ConfigOverrideError, match="no key 'device' under 'model'"):
+        LazyConfig.apply_overrides(OmegaConf.create({"model": {"a": 1}}), ["model.device=cpu"])
