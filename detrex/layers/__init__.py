@@ -1,0 +1,31 @@
+"""Layers shared by the DETR-family projects: box ops, position embeddings, MLP / FFN, attention blocks,
+frozen batch norm and conv wrappers."""
+
+from .attention import MultiheadAttention, multi_head_attention
+from .batch_norm import FrozenBatchNorm2d, get_norm
+from .box_ops import box_area, box_cxcywh_to_xyxy, box_iou, box_xyxy_to_cxcywh, generalized_box_iou
+from .misc import inverse_sigmoid
+from .mlp import FFN, MLP
+from .position_embedding import PositionEmbeddingSine, get_sine_pos_embed
+from .transformer import TransformerEncoderLayer, get_clones
+from .wrappers import Conv2d
+
+__all__ = [
+    "Conv2d",
+    "FFN",
+    "FrozenBatchNorm2d",
+    "MLP",
+    "MultiheadAttention",
+    "PositionEmbeddingSine",
+    "TransformerEncoderLayer",
+    "box_area",
+    "box_cxcywh_to_xyxy",
+    "box_iou",
+    "box_xyxy_to_cxcywh",
+    "generalized_box_iou",
+    "get_clones",
+    "get_norm",
+    "get_sine_pos_embed",
+    "inverse_sigmoid",
+    "multi_head_attention",
+]

@@ -1,0 +1,94 @@
+"""ResNet in torchvision's layout (`body.conv1`, `body.bn1`, `body.layer1..4`), as DETR-family code uses it.
+
+The state-dict keys match torchvision's ResNet under a `body.` prefix (no `fc`), so ImageNet files from
+download.pytorch.org and official DETR / Anchor-DETR / Conditional-DETR-DC5 checkpoints load key for key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models._utils import IntermediateLayerGetter
+
+from detrex.layers import FrozenBatchNorm2d
+
+__all__ = ["TorchvisionResNet"]
+
+_DEPTHS = {"resnet18": 18, "resnet34": 34, "resnet50": 50, "resnet101": 101, "resnet152": 152}
+_STAGES = ("layer1", "layer2", "layer3", "layer4")
+_TRAINABLE_STAGES = ("layer2", "layer3", "layer4")  # conv1, bn1 and layer1 stay frozen, as in DETR
+
+
+@dataclass(frozen=True)
+class ShapeSpec:
+    """Channels and stride (input pixels per feature pixel) of one backbone output."""
+
+    channels: int
+    stride: int
+
+
+class TorchvisionResNet(nn.Module):
+    """torchvision ResNet returning a dict of intermediate features.
+
+    Args:
+        name: torchvision constructor name, one of resnet18/34/50/101/152. Weights are never downloaded
+            here: ImageNet initialisation comes from `train.init_checkpoint` through the checkpointer.
+        train_backbone: if False every parameter is frozen; if True layer2..layer4 train.
+        return_layers: torchvision stage name -> output name, e.g. {"layer4": "res5"}.
+        dilation: replace the stride of layer4 by dilation (DC5: output stride 16 instead of 32).
+        frozen_bn: FrozenBatchNorm2d (fixed statistics and affine, no `num_batches_tracked` key)
+            instead of trainable BatchNorm2d.
+    """
+
+    def __init__(
+        self,
+        name: str = "resnet50",
+        train_backbone: bool = True,
+        return_layers: dict[str, str] | None = None,
+        dilation: bool = False,
+        frozen_bn: bool = True,
+    ):
+        super().__init__()
+        if name not in _DEPTHS:
+            raise ValueError(f"TorchvisionResNet: unknown name {name!r}; choose one of {sorted(_DEPTHS)}")
+        return_layers = {"layer4": "res5"} if return_layers is None else dict(return_layers)
+        unknown = sorted(set(return_layers) - set(_STAGES))
+        if not return_layers or unknown:
+            raise ValueError(
+                f"TorchvisionResNet: return_layers keys must be among {list(_STAGES)}, got {sorted(return_layers)}"
+            )
+        norm_layer = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
+        resnet = getattr(torchvision.models, name)(
+            weights=None, replace_stride_with_dilation=[False, False, dilation], norm_layer=norm_layer
+        )
+        for param_name, param in resnet.named_parameters():
+            if not train_backbone or not param_name.startswith(_TRAINABLE_STAGES):
+                param.requires_grad_(False)
+        # Keeps the modules up to the last requested stage (avgpool and fc are dropped).
+        self.body = IntermediateLayerGetter(resnet, return_layers=return_layers)
+
+        expansion = 4 if _DEPTHS[name] >= 50 else 1
+        self._out_shapes = {}
+        stride = 4
+        for i, stage in enumerate(_STAGES):
+            if i > 0 and not (stage == "layer4" and dilation):
+                stride *= 2
+            if stage in return_layers:
+                self._out_shapes[return_layers[stage]] = ShapeSpec(
+                    channels=64 * 2**i * expansion, stride=stride
+                )
+
+    def output_shape(self) -> dict[str, ShapeSpec]:
+        return dict(self._out_shapes)
+
+    @property
+    def num_channels(self) -> int:
+        """Channels of the last returned feature (DETR's `backbone.num_channels`)."""
+        return list(self._out_shapes.values())[-1].channels
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """x: (B, 3, H, W) normalised images -> {output name: (B, C, H / stride, W / stride)}."""
+        return dict(self.body(x))
