@@ -48,6 +48,7 @@ setup(
         "tabulate",
         "matplotlib",
         "tensorboard",
+        "orjson",  # 2x faster parsing of the 450 MB COCO train json; the standard json module is the fallback
     ],
     extras_require={
         "dev": ["pytest>=7", "pytest-xdist", "ruff>=0.4", "onnx", "onnxruntime"],
