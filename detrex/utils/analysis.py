@@ -1,0 +1,136 @@
+"""Tensor-in, tensor-out views of a detector, for tracers (fvcore's counters, ONNX export).
+
+detrex detectors take `list[dict]` and return `Instances`; jit-based tools need a module whose
+inputs and outputs are tensors. `DetectorTensorWrapper` runs the detector unchanged on one image;
+`ExportableDetector` adds an explicit padding mask and a fixed-size top-k output for deployment.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import torch
+from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis
+from fvcore.nn.jit_handles import get_shape
+from torch import nn
+
+from detrex.layers import box_cxcywh_to_xyxy
+from detrex.structures import ImageList
+
+__all__ = ["DetectorTensorWrapper", "ExportableDetector", "flop_count_analysis", "activation_count_analysis"]
+
+
+class DetectorTensorWrapper(nn.Module):
+    """`model([{"image", "height", "width"}])` as a module of one image tensor: uint8 [3, H, W] in,
+    (pred boxes (N, 4), scores (N,), pred classes (N,)) of that image out, in (height, width) pixels."""
+
+    def __init__(self, model: nn.Module, height: int, width: int):
+        super().__init__()
+        self.model = model
+        self.height, self.width = int(height), int(width)
+
+    def forward(self, image: torch.Tensor):
+        instances = self.model([{"image": image, "height": self.height, "width": self.width}])[0]["instances"]
+        return instances.pred_boxes.tensor, instances.scores, instances.pred_classes
+
+
+def _sdpa_flop(inputs, outputs) -> Counter:
+    """aten::scaled_dot_product_attention: q @ k^T and attn @ v, one multiply-add counted as one flop
+    (fvcore's convention)."""
+    q, k, v = (get_shape(x) for x in inputs[:3])
+    batch = 1
+    for d in q[:-2]:
+        batch *= d
+    return Counter({"scaled_dot_product_attention": batch * q[-2] * k[-2] * (q[-1] + v[-1])})
+
+
+def flop_count_analysis(model: nn.Module, inputs: tuple) -> FlopCountAnalysis:
+    """fvcore's FlopCountAnalysis with a handle for fused attention, quiet about skipped cheap ops."""
+    analysis = FlopCountAnalysis(model, inputs).set_op_handle(
+        "aten::scaled_dot_product_attention", _sdpa_flop
+    )
+    return analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+
+
+def activation_count_analysis(model: nn.Module, inputs: tuple) -> ActivationCountAnalysis:
+    analysis = ActivationCountAnalysis(model, inputs)
+    return analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+
+
+class _GivenMaskImageList(ImageList):
+    """An ImageList whose padding mask is a given tensor instead of one built from Python sizes, so
+    that a traced graph takes the mask as an input."""
+
+    def __init__(self, images: ImageList, mask: torch.Tensor):
+        super().__init__(images.tensor, images.image_sizes)
+        self._mask = mask
+
+    def padding_mask(self) -> torch.Tensor:
+        return self._mask
+
+
+class ExportableDetector(nn.Module):
+    """A detrex DETR detector as a fixed-shape function for export (ONNX) and deployment.
+
+    Inputs: `images` float [B, 3, H, W], RGB, 0..255 (not normalised: the model's pixel_mean/std apply),
+    each image at the top-left, and `mask` bool [B, H, W], True on padded pixels (their values are
+    ignored: they are zeroed after normalisation, as when the model pads a batch itself).
+    Outputs: boxes (B, k, 4) xyxy in input pixels (clipped to each image's unpadded part), scores (B, k)
+    sigmoid probabilities, classes (B, k) int64: the k best (query, class) pairs, best first,
+    k = `topk` (default: the model's `select_box_nums_for_evaluation`). No score threshold is applied.
+
+    The wrapped model must have `preprocess_image(batched_inputs) -> ImageList` and
+    `inference(logits, boxes, ...)` receiving the last decoder layer's class logits (..., Q, K) and
+    normalised cxcywh boxes (..., Q, 4) (true of ConditionalDETR and AnchorDETR); both methods are
+    intercepted during `forward` to feed the mask in and read those raw predictions out. The
+    classifier must be sigmoid-based (focal loss), as in both detectors.
+    """
+
+    def __init__(self, model: nn.Module, topk: int | None = None):
+        super().__init__()
+        for name in ("preprocess_image", "inference"):
+            if not callable(getattr(model, name, None)):
+                raise TypeError(f"ExportableDetector: {type(model).__name__} has no {name}() method to hook")
+        self.model = model
+        self.topk = int(topk or getattr(model, "select_box_nums_for_evaluation", 100))
+
+    def raw_outputs(self, images: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Last decoder layer's (logits (B, Q, K), boxes (B, Q, 4) normalised cxcywh)."""
+        model = self.model
+        preprocess, inference = model.preprocess_image, model.inference
+        captured = []
+
+        def preprocess_with_mask(batched_inputs):
+            images = preprocess(batched_inputs)  # normalised; padding must be 0 afterwards, as in batching
+            images.tensor = images.tensor.masked_fill(mask[:, None], 0.0)
+            return _GivenMaskImageList(images, mask)
+
+        def capture(logits, boxes, *args, **kwargs):
+            captured.append((logits, boxes))
+            return inference(logits, boxes, *args, **kwargs)
+
+        h, w = images.shape[-2:]
+        batched_inputs = [{"image": image, "height": int(h), "width": int(w)} for image in images]
+        model.preprocess_image, model.inference = preprocess_with_mask, capture  # instance attributes
+        try:
+            model(batched_inputs)
+        finally:
+            del model.preprocess_image, model.inference  # back to the class methods
+        logits, boxes = zip(*captured)
+        if len(captured) == 1 and logits[0].dim() == 3:  # batched call (ConditionalDETR)
+            return logits[0], boxes[0]
+        return torch.stack(logits), torch.stack(boxes)  # one call per image (AnchorDETR)
+
+    def forward(self, images: torch.Tensor, mask: torch.Tensor):
+        logits, boxes = self.raw_outputs(images, mask)
+        num_classes = logits.shape[-1]
+        scores, index = logits.sigmoid().flatten(1).topk(self.topk, dim=1)  # (B, k)
+        query = torch.div(index, num_classes, rounding_mode="floor")
+        boxes = torch.gather(box_cxcywh_to_xyxy(boxes), 1, query.unsqueeze(-1).expand(-1, -1, 4))
+        # boxes are relative to each image's unpadded size: read it off the mask
+        valid = (~mask).to(boxes.dtype)
+        height = valid[:, :, 0].sum(dim=1)  # (B,) rows of the first column that are image
+        width = valid[:, 0, :].sum(dim=1)
+        size = torch.stack([width, height, width, height], dim=-1)[:, None, :]  # (B, 1, 4)
+        boxes = torch.minimum((boxes * size).clamp(min=0), size)
+        return boxes, scores, index % num_classes

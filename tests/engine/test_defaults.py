@@ -1,0 +1,100 @@
+import argparse
+import logging
+import os
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from detrex.config import ConfigOverrideError, LazyConfig
+from detrex.engine import (
+    check_dataset_classes,
+    create_ddp_model,
+    default_argument_parser,
+    default_setup,
+    device_from_args,
+    resolve_max_iter,
+)
+
+
+def _cfg(**train):
+    return OmegaConf.create(
+        {"dataloader": {"train": {"total_batch_size": 4}}, "train": {"max_iter": 100, **train}}
+    )
+
+
+@pytest.fixture
+def detrex_logs(caplog):
+    logger = logging.getLogger("detrex")  # setup_logger stops propagation: listen on it directly
+    logger.addHandler(caplog.handler)
+    propagate, logger.propagate = logger.propagate, False  # each record once, whatever the set-up
+    with caplog.at_level(logging.INFO, logger="detrex"):
+        yield caplog
+    logger.removeHandler(caplog.handler)
+    logger.propagate = propagate
+
+
+def test_epochs_become_iterations_and_effective_epochs_are_logged(detrex_logs):
+    cfg = _cfg(epochs=3, reference_batch_size=None)
+    assert resolve_max_iter(cfg, dataset_size=10) == 8  # ceil(3 * 10 / 4)
+    assert cfg.train.max_iter == 8
+    assert "3.20 epochs" in detrex_logs.text  # 8 iterations x 4 images / 10
+    assert "WARNING" not in detrex_logs.text
+
+
+def test_iterations_kept_without_epochs_and_batch_size_warning(detrex_logs):
+    cfg = _cfg(epochs=None, reference_batch_size=16)
+    assert resolve_max_iter(cfg, dataset_size=400) == 100
+    assert "1.00 epochs" in detrex_logs.text
+    warnings = [r.getMessage() for r in detrex_logs.records if r.levelno == logging.WARNING]
+    assert (
+        len(warnings) == 1
+        and "total_batch_size=4" in warnings[0]
+        and "reference_batch_size=16" in warnings[0]
+    )
+
+
+class _Classifier(nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.num_classes = num_classes
+        self.head = nn.Linear(2, num_classes)
+
+
+def test_dataset_classes_must_fit_the_model():
+    cfg = OmegaConf.create({"dataloader": {"train": {"dataset": {"names": "synthetic_shapes_train"}}}})
+    check_dataset_classes(cfg, _Classifier(5))  # 5 shape classes: fits
+    with pytest.raises(ValueError, match=r"has 5 classes .* model\.num_classes=3.*Set model\.num_classes=5"):
+        check_dataset_classes(cfg, _Classifier(3))
+    check_dataset_classes(OmegaConf.create({"dataloader": {"train": {}}}), _Classifier(3))  # unknown: skipped
+
+
+def test_default_setup_writes_config_and_log_and_seeds(tmp_path):
+    cfg = LazyConfig.load("configs/common/train.py")
+    cfg.train.output_dir = str(tmp_path / "run")
+    cfg.train.seed = 123
+    args = argparse.Namespace(config_file="configs/common/train.py", resume=False, eval_only=False, opts=[])
+    default_setup(cfg, args)
+    assert torch.initial_seed() == 123  # rank 0: seed + 0
+    assert not torch.backends.cudnn.benchmark
+    saved = LazyConfig.load(os.path.join(cfg.train.output_dir, "config.yaml"))
+    assert saved.train.seed == 123 and saved.train.output_dir == cfg.train.output_dir
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert "World size: 1" in log and "Environment info" in log and "Contents of args.config_file" in log
+
+
+def test_ddp_is_skipped_on_one_process():
+    model = nn.Linear(2, 2)
+    assert create_ddp_model(model, broadcast_buffers=False) is model
+
+
+def test_device_from_args_applies_overrides():
+    parse = default_argument_parser().parse_args
+    config = "configs/common/train.py"
+    assert device_from_args(parse(["--config-file", config])) == "cuda"  # the config's value
+    assert device_from_args(parse(["--config-file", config, "train.device=cpu"])) == "cpu"
+    with pytest.raises(ConfigOverrideError, match="Closest: train.device"):
+        device_from_args(parse(["--config-file", config, "train.devise=cpu"]))
+    with pytest.raises(ValueError, match="--config-file is required"):
+        device_from_args(parse([]))
