@@ -1,0 +1,80 @@
+import pytest
+import torch
+
+from detrex.config import LazyConfig, instantiate
+
+TINY = "tests/tools/configs/tiny_conditional_detr.py"
+
+
+def test_flops_averaged_over_test_images(tiny_shapes, script, capsys):
+    tool = script("tools/analyze_model.py")
+    flops = tool.main(["--config-file", TINY, "--tasks", "flop", "--num-inputs", "2"])["flop"]
+    out = capsys.readouterr().out
+    assert flops["num_images"] == 2 and flops["unit"] == "GFlops"
+    # test images are resized to short edge 128 (max 160); the 7x7 stem conv alone costs
+    # (H/2)(W/2) * 64 * 3 * 49 multiply-adds, and ResNet-18 is ~30x its stem
+    stem = 64 * 64 * 64 * 3 * 49 / 1e9
+    assert 10 * stem < flops["mean"] < 100 * stem
+    assert "conv" in out and "scaled_dot_product_attention" in out  # fused attention is counted
+    assert "backbone.res5" in out and "over 2 image(s)" in out
+
+
+def test_parameters_activations_structure(tiny_shapes, script, capsys):
+    tool = script("tools/analyze_model.py")
+    results = tool.main(
+        ["--config-file", TINY, "--tasks", "parameter", "activation", "structure", "--num-inputs", "1"]
+    )
+    out = capsys.readouterr().out
+    model = instantiate(LazyConfig.load(TINY).model)
+    assert results["parameter"]["total"] == sum(p.numel() for p in model.parameters())
+    assert results["parameter"]["trainable"] == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert "transformer.decoder" in out
+    assert results["activation"]["mean"] > 0 and results["activation"]["unit"] == "M activations"
+    assert results["structure"].startswith("ConditionalDETR(")
+
+
+def test_sdpa_flop_handle():
+    from detrex.utils.analysis import _sdpa_flop
+
+    class _Val:  # stands in for a traced value: fvcore's get_shape reads .type().sizes()
+        def __init__(self, shape):
+            self.shape = shape
+
+        def type(self):
+            return self
+
+        def sizes(self):
+            return list(self.shape)
+
+        def isCompleteTensor(self):  # noqa: N802 (torch's name)
+            return True
+
+    counts = _sdpa_flop([_Val((2, 4, 10, 8)), _Val((2, 4, 30, 8)), _Val((2, 4, 30, 8))], [])
+    assert counts["scaled_dot_product_attention"] == 2 * 4 * 10 * 30 * (8 + 8)
+
+
+def test_wrapper_matches_model_output(tiny_shapes):
+    from detrex.utils.analysis import DetectorTensorWrapper
+
+    model = instantiate(LazyConfig.load(TINY).model).eval()
+    image = torch.randint(0, 256, (3, 96, 128), dtype=torch.uint8)
+    with torch.no_grad():
+        ref = model([{"image": image, "height": 48, "width": 64}])[0]["instances"]
+        boxes, scores, classes = DetectorTensorWrapper(model, 48, 64)(image)
+    torch.testing.assert_close(boxes, ref.pred_boxes.tensor)
+    torch.testing.assert_close(scores, ref.scores)
+    torch.testing.assert_close(classes, ref.pred_classes)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--config-file", TINY, "--tasks", "speed"], "invalid choice: 'speed'"),
+        (["--tasks", "flop"], "--config-file"),
+        (["--config-file", TINY, "--tasks", "flop", "-n", "0"], "--num-inputs must be >= 1"),
+    ],
+)
+def test_bad_arguments(argv, message, script, capsys):
+    with pytest.raises(SystemExit) as e:
+        script("tools/analyze_model.py").main(argv)
+    assert e.value.code == 2 and message in capsys.readouterr().err

@@ -1,0 +1,67 @@
+import json
+import os
+
+import pytest
+
+from detrex.data import DatasetCatalog, MetadataCatalog, register_coco_instances
+
+TINY = "tests/tools/configs/tiny_conditional_detr.py"
+
+
+def test_config_datasets_pass(tiny_shapes, script, capsys):
+    assert script("tools/check_dataset.py").main(["--config-file", TINY]) == 0
+    out = capsys.readouterr().out
+    assert "num_classes: 5" in out and "dataset 'tools_shapes_train': 4 images" in out
+    assert "dataset 'tools_shapes_val': 2 images" in out and "| triangle" in out
+    assert out.strip().endswith("all checks passed")
+
+
+def test_class_count_mismatch_fails(tiny_shapes, script, capsys):
+    assert script("tools/check_dataset.py").main(["--config-file", TINY, "model.num_classes=3"]) == 1
+    out = capsys.readouterr().out
+    assert "ERROR: dataset 'tools_shapes_train' has 5 classes but the model predicts num_classes=3" in out
+    assert "class id outside [0, 3)" in out and out.strip().endswith("errors found (see above)")
+
+
+@pytest.fixture
+def broken_dataset(tiny_shapes, tmp_path):
+    """tools_shapes_val's json with a missing image, a zero-width box and an image without boxes."""
+    folder = tiny_shapes["tools_shapes_val"]
+    with open(os.path.join(folder, "annotations.json")) as f:
+        coco = json.load(f)
+    coco["images"].append({"id": 99, "file_name": "gone.jpg", "width": 50, "height": 40})
+    coco["annotations"][0]["bbox"][2] = 0.0
+    coco["images"].append({"id": 98, "file_name": coco["images"][0]["file_name"], "width": 50, "height": 40})
+    json_file = tmp_path / "broken.json"
+    json_file.write_text(json.dumps(coco))
+    register_coco_instances("tools_shapes_broken", {}, str(json_file), os.path.join(folder, "images"))
+    yield "tools_shapes_broken"
+    DatasetCatalog.remove("tools_shapes_broken")
+    MetadataCatalog.remove("tools_shapes_broken")
+
+
+def test_broken_dataset_by_name(broken_dataset, script, capsys):
+    tool = script("tools/check_dataset.py")
+    assert tool.main(["--dataset", broken_dataset, "--num-classes", "5"]) == 1
+    out = capsys.readouterr().out
+    assert "ERROR: 1 missing image files: " in out and "gone.jpg" in out
+    assert "ERROR: 1 boxes with zero or negative width/height" in out
+    assert "WARNING: 2 images without annotations" in out
+    # without the file check, the box error remains
+    assert tool.main(["--dataset", broken_dataset, "--skip-files"]) == 1
+    assert "missing image files" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "give --config-file FILE and/or --dataset NAME"),
+        (["--dataset", "no_such_dataset"], "are not registered"),
+        (["--dataset", "tools_shapes_val", "model.num_classes=3"], "look like config overrides"),
+        (["--config-file", "missing.py"], "no such file"),
+    ],
+)
+def test_bad_arguments(argv, message, script, capsys):
+    with pytest.raises(SystemExit) as e:
+        script("tools/check_dataset.py").main(argv)
+    assert e.value.code == 2 and message in capsys.readouterr().err

@@ -1,0 +1,258 @@
+"""Measure the speed and peak memory of a configured model and its data loader.
+
+    python tools/benchmark.py --config-file projects/anchor_detr/configs/anchor_detr_r50_50ep.py \
+        --task all --num-iter 50 --warmup 5 --output bench.json
+
+Tasks (warm-up iterations are excluded from every number):
+  eval   inference latency per image at batch 1, on test-loader images (pre-loaded) or on a fixed
+         random image of --input-size HxW (the size the model sees, e.g. 800x1216)
+  train  one training step (forward, backward, clipping as configured, optimizer step) on one
+         pre-loaded batch of the train loader, so data loading is not included
+  data   the train loader alone: batches and images per second
+  all    eval, train and data in turn
+Peak memory is torch.cuda.max_memory_allocated on CUDA; on the CPU it is the process's peak resident
+set size (ru_maxrss), which only grows: its growth during a task is reported too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from tabulate import tabulate
+from tqdm import tqdm
+
+from detrex.config import LazyConfig, instantiate
+from detrex.engine.launch import check_device
+
+TASKS = ("eval", "train", "data")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config-file", required=True, metavar="FILE", help="lazy config (.py/.yaml)")
+    parser.add_argument("--task", required=True, choices=(*TASKS, "all"), help="what to time")
+    parser.add_argument("--num-iter", type=int, default=20, help="timed iterations per task")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed iterations before timing")
+    parser.add_argument("--input-size", default=None, metavar="HxW", help="eval on a fixed HxW image")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast for eval and train")
+    parser.add_argument("--output", default=None, metavar="JSON", help="also write the results here")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides 'path.key=value'")
+    return parser
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--input-size {text!r}: expected HxW, e.g. 800x1216") from None
+    if h < 1 or w < 1:
+        raise ValueError(f"--input-size {text!r}: height and width must be positive")
+    return h, w
+
+
+class MemoryMeter:
+    """Peak memory of the code run between `start()` and `stop()` (see the module docstring)."""
+
+    def __init__(self, device: str):
+        self.cuda = str(device).startswith("cuda")
+
+    @staticmethod
+    def _max_rss_mb() -> float:
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return rss / 2**20 if platform.system() == "Darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
+
+    def start(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        self._rss_start = self._max_rss_mb()
+
+    def stop(self) -> dict:
+        if self.cuda:
+            torch.cuda.synchronize()
+            return {"peak_memory_mb": torch.cuda.max_memory_allocated() / 2**20}
+        peak = self._max_rss_mb()
+        return {"peak_rss_mb": peak, "rss_growth_mb": peak - self._rss_start}
+
+
+def timed(step: Callable[[], object], num_iter: int, warmup: int, device: str, desc: str) -> np.ndarray:
+    """Seconds per call of `step`, `warmup` calls excluded; CUDA work is waited for."""
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+    for _ in range(warmup):
+        step()
+    sync()
+    times = []
+    for _ in tqdm(range(num_iter), desc=desc, leave=False):
+        start = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - start)
+    return np.array(times)
+
+
+def _summary(times: np.ndarray, per_iter_images: float) -> dict:
+    return {
+        "iterations": len(times),
+        "mean_s_per_iter": float(times.mean()),
+        "median_s_per_iter": float(np.median(times)),
+        "iter_per_s": float(1.0 / times.mean()),
+        "images_per_s": float(per_iter_images / times.mean()),
+    }
+
+
+def eval_inputs(cfg, input_size: tuple[int, int] | None, count: int) -> list[dict]:
+    """Model inputs for batch-1 inference: test-loader images, or one random image of input_size."""
+    if input_size is not None:
+        h, w = input_size
+        image = torch.randint(
+            0, 256, (3, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+        )
+        return [{"image": image, "height": h, "width": w}]
+    loader = instantiate(cfg.dataloader.test)
+    inputs = [x for _, batch in zip(range(count), loader) for x in batch]
+    if not inputs:
+        raise ValueError("the test loader gave no images; pass --input-size HxW instead")
+    return inputs
+
+
+def bench_eval(cfg, model, args, device: str, autocast) -> dict:
+    inputs = eval_inputs(cfg, args.input_size, count=min(args.num_iter, 8))
+    model.eval()
+    position = iter(range(10**9))
+
+    def step():
+        with torch.no_grad(), autocast():
+            model([inputs[next(position) % len(inputs)]])
+
+    meter = MemoryMeter(device)
+    meter.start()
+    times = timed(step, args.num_iter, args.warmup, device, "eval")
+    sizes = sorted({tuple(x["image"].shape[-2:]) for x in inputs})
+    result = {**_summary(times, 1), "latency_ms": float(times.mean() * 1000), "input_sizes": sizes}
+    return {**result, **meter.stop()}
+
+
+def bench_train(cfg, model, args, device: str, autocast) -> dict:
+    loader = instantiate(cfg.dataloader.train)
+    batch = next(iter(loader))
+    del loader  # stops its workers: only the step is timed
+    model.train()
+    if OmegaConf.select(cfg, "optimizer.params._target_", default=None) is not None:
+        cfg.optimizer.params.model = model  # as tools/train_net.py does
+    optimizer = instantiate(cfg.optimizer)
+    clip = OmegaConf.select(cfg, "train.clip_grad", default=None)
+    clip_args = dict(clip.params) if clip is not None and clip.enabled else None
+
+    def step():
+        with autocast():
+            loss_dict = model(batch)
+        losses = sum(loss_dict.values())
+        optimizer.zero_grad(set_to_none=True)
+        losses.backward()
+        if clip_args is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), **clip_args)
+        optimizer.step()
+
+    meter = MemoryMeter(device)
+    meter.start()
+    times = timed(step, args.num_iter, args.warmup, device, "train")
+    return {**_summary(times, len(batch)), "batch_size": len(batch), **meter.stop()}
+
+
+def bench_data(cfg, args) -> dict:
+    data_iter = iter(instantiate(cfg.dataloader.train))
+    counts = []
+
+    def step():
+        counts.append(len(next(data_iter)))
+
+    meter = MemoryMeter("cpu")
+    meter.start()
+    times = timed(step, args.num_iter, args.warmup, "cpu", "data")
+    return {
+        **_summary(times, float(np.mean(counts[args.warmup :]))),
+        "batch_size": counts[-1],
+        **meter.stop(),
+    }
+
+
+def format_table(results: dict) -> str:
+    rows = []
+    for task, metrics in results.items():
+        for key, value in metrics.items():
+            rows.append([task, key, f"{value:.4g}" if isinstance(value, float) else value])
+    return tabulate(rows, headers=["task", "metric", "value"], tablefmt="pipe")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    if args.num_iter < 1 or args.warmup < 0:
+        parser.error(f"need --num-iter >= 1 and --warmup >= 0, got {args.num_iter} and {args.warmup}")
+    if args.input_size is not None:
+        try:
+            args.input_size = parse_size(args.input_size)
+        except ValueError as e:
+            parser.error(str(e))
+    if not os.path.isfile(args.config_file):
+        parser.error(f"--config-file {args.config_file!r}: no such file")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = LazyConfig.load(args.config_file)
+    cfg = LazyConfig.apply_overrides(cfg, args.opts)
+    device = OmegaConf.select(cfg, "train.device", default="cpu") or "cpu"
+    check_device(device)
+    device_type = "cuda" if device.startswith("cuda") else "cpu"
+
+    def autocast():
+        return torch.autocast(device_type, dtype=torch.bfloat16) if args.amp else nullcontext()
+
+    tasks = TASKS if args.task == "all" else (args.task,)
+    model = instantiate(cfg.model).to(device) if set(tasks) & {"eval", "train"} else None
+    results = {}
+    for task in tasks:
+        if task == "eval":
+            results[task] = bench_eval(cfg, model, args, device, autocast)
+        elif task == "train":
+            results[task] = bench_train(cfg, model, args, device, autocast)
+        else:
+            results[task] = bench_data(cfg, args)
+    print(format_table(results))
+    summary = {
+        "config_file": args.config_file,
+        "overrides": list(args.opts),
+        "device": torch.cuda.get_device_name(device)
+        if device_type == "cuda"
+        else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "amp": "bfloat16" if args.amp else None,
+        "num_iter": args.num_iter,
+        "warmup": args.warmup,
+        "results": results,
+    }
+    if args.output:
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        with open(args.output, "w") as f:
+            json.dump(summary, f, indent=2)
+        print(f"wrote {args.output}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

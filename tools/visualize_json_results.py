@@ -1,0 +1,120 @@
+"""Draw saved detections next to the ground truth: ground truth on the left, predictions on the right.
+
+    python tools/visualize_json_results.py --input output/inference/coco_instances_results.json \
+        --output vis_results/ --dataset coco_2017_val --conf-threshold 0.5
+
+The input is COCOEvaluator's `coco_instances_results.json` (a list of {"image_id", "category_id",
+"bbox" (x, y, w, h), "score"}); category ids are the dataset's own ids and are mapped to class
+names through the dataset metadata's `thing_dataset_id_to_contiguous_id`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections import defaultdict
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from detrex.data import DatasetCatalog, MetadataCatalog, read_image
+from detrex.structures import Boxes, Instances
+from detrex.utils.visualizer import VisImage, Visualizer, concat_side_by_side
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--input", required=True, help="coco_instances_results.json")
+    parser.add_argument("--output", required=True, help="folder for the pictures")
+    parser.add_argument("--dataset", required=True, help="registered dataset name, e.g. coco_2017_val")
+    parser.add_argument("--conf-threshold", type=float, default=0.5, help="minimum score to draw")
+    parser.add_argument("--num-images", type=int, default=None, help="draw only the first N images")
+    return parser
+
+
+def contiguous_id_map(metadata, category_ids: set[int]) -> dict[int, int]:
+    """Dataset category id -> contiguous class index, from the metadata (identity when it has no map)."""
+    mapping = metadata.get("thing_dataset_id_to_contiguous_id", None)
+    if mapping is None:
+        num_classes = len(metadata.get("thing_classes", None) or [])
+        mapping = {i: i for i in range(num_classes)} if num_classes else {i: i for i in category_ids}
+    unknown = sorted(category_ids - set(mapping))
+    if unknown:
+        raise ValueError(
+            f"results have category ids {unknown[:10]} unknown to dataset {metadata.name!r} (its ids: "
+            f"{sorted(mapping)[:10]}...); were these results computed on another dataset?"
+        )
+    return {int(k): int(v) for k, v in mapping.items()}
+
+
+def load_predictions(path: str, id_map_for) -> dict[int, dict]:
+    """{image_id: {"pred_boxes" (xyxy), "scores", "pred_classes" (contiguous)}} from a results json;
+    `id_map_for(category_ids)` gives the dataset id -> contiguous id map."""
+    with open(path) as f:
+        results = json.load(f)
+    if not isinstance(results, list) or (results and not {"image_id", "bbox", "score"} <= set(results[0])):
+        raise ValueError(f"{path} is not a COCO results list of {{image_id, category_id, bbox, score}}")
+    id_map = id_map_for({int(r["category_id"]) for r in results})
+    per_image = defaultdict(list)
+    for r in results:
+        per_image[r["image_id"]].append(r)
+    predictions = {}
+    for image_id, rs in per_image.items():
+        xywh = torch.tensor([r["bbox"] for r in rs], dtype=torch.float32).reshape(-1, 4)
+        xyxy = torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], dim=1)
+        predictions[image_id] = {
+            "pred_boxes": Boxes(xyxy),
+            "scores": torch.tensor([float(r["score"]) for r in rs]),
+            "pred_classes": torch.tensor([id_map[int(r["category_id"])] for r in rs], dtype=torch.int64),
+        }
+    return predictions
+
+
+def draw_pair(d: dict, fields: dict | None, metadata, threshold: float) -> np.ndarray:
+    image = read_image(d["file_name"], format="RGB")
+    gt = Visualizer(image, metadata).draw_dataset_dict(d).get_image()
+    predictions = Instances(image.shape[:2], **(fields or {"pred_boxes": Boxes(torch.zeros(0, 4))}))
+    pred = Visualizer(image, metadata).draw_instance_predictions(predictions, threshold=threshold).get_image()
+    return concat_side_by_side(gt, pred)
+
+
+def main(argv: list[str] | None = None) -> list[str]:
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    if not os.path.isfile(args.input):
+        parser.error(f"--input {args.input!r}: no such file")
+    if args.num_images is not None and args.num_images < 1:
+        parser.error(f"--num-images must be >= 1, got {args.num_images}")
+    if args.dataset not in DatasetCatalog.list():
+        parser.error(
+            f"--dataset {args.dataset!r} is not registered; registered: {', '.join(DatasetCatalog.list())}"
+        )
+    metadata = MetadataCatalog.get(args.dataset)
+    dicts = DatasetCatalog.get(args.dataset)  # loading fills the metadata's class names and id map
+    try:
+        predictions = load_predictions(args.input, lambda ids: contiguous_id_map(metadata, ids))
+    except (ValueError, KeyError, json.JSONDecodeError) as e:
+        parser.error(f"--input {args.input!r}: {e}")
+    missing = set(predictions) - {d["image_id"] for d in dicts}
+    if missing:
+        parser.error(f"--input has image ids {sorted(missing)[:10]} that are not in {args.dataset!r}")
+
+    os.makedirs(args.output, exist_ok=True)
+    written = []
+    for d in tqdm(dicts[: args.num_images], desc="images"):
+        picture = draw_pair(d, predictions.get(d["image_id"]), metadata, args.conf_threshold)
+        path = os.path.join(args.output, os.path.splitext(os.path.basename(d["file_name"]))[0] + ".png")
+        VisImage(picture).save(path)
+        written.append(path)
+    print(f"wrote {len(written)} picture(s) (ground truth | predictions) to {os.path.abspath(args.output)}")
+    return written
+
+
+if __name__ == "__main__":
+    main()
