@@ -21,7 +21,6 @@ from detrex.engine import (
     ModelEMA,
     Trainer,
     build_lr_scheduler,
-    check_dataset_classes,
     check_device,
     create_ddp_model,
     default_argument_parser,
@@ -33,6 +32,7 @@ from detrex.engine import (
     unwrap_model,
 )
 from detrex.evaluation import inference_on_dataset, print_csv_format
+from detrex.utils.dataset_check import check_model_classes
 
 logger = logging.getLogger("detrex")
 
@@ -74,11 +74,11 @@ def do_test(cfg, model, ema: ModelEMA | None = None) -> dict:
 
 
 def do_train(args, cfg) -> None:
+    check_model_classes(cfg)  # a class-count mismatch fails here, not as AP = 0 after training
     model = build_model(cfg)
     cfg.optimizer.params.model = model
     optimizer = instantiate(cfg.optimizer)
     train_loader = instantiate(cfg.dataloader.train)
-    check_dataset_classes(cfg, model)
     max_iter = resolve_max_iter(cfg, len(train_loader.dataset))
     ema = build_ema(cfg, model)
     ddp_model = create_ddp_model(model, **cfg.train.ddp)

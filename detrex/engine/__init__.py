@@ -2,7 +2,6 @@
 
 from . import hooks
 from .defaults import (
-    check_dataset_classes,
     create_ddp_model,
     default_argument_parser,
     default_hooks,
@@ -27,7 +26,6 @@ __all__ = [
     "device_from_args",
     "create_ddp_model",
     "resolve_max_iter",
-    "check_dataset_classes",
     "launch",
     "check_device",
     "find_free_port",

@@ -26,7 +26,6 @@ __all__ = [
     "default_writers",
     "default_hooks",
     "resolve_max_iter",
-    "check_dataset_classes",
 ]
 
 _EPILOG = """
@@ -214,25 +213,3 @@ def resolve_max_iter(cfg, dataset_size: int) -> int:
             f"{reference} that the schedule and lr were tuned for; consider scaling the lr and schedule."
         )
     return max_iter
-
-
-def check_dataset_classes(cfg, model: nn.Module) -> None:
-    """Fail before training when the train datasets have more classes (``thing_classes`` in their
-    metadata) than ``model.num_classes``; skipped when either is not known from the config/model."""
-    from detrex.data import MetadataCatalog
-
-    dataset = OmegaConf.select(cfg, "dataloader.train.dataset", default=None)
-    names = OmegaConf.select(dataset, "names", default=None) if OmegaConf.is_config(dataset) else dataset
-    num_classes = getattr(model, "num_classes", None)
-    if names is None or not isinstance(num_classes, int):
-        return
-    for name in [names] if isinstance(names, str) else list(names):
-        if not isinstance(name, str) or name not in MetadataCatalog.list():
-            continue
-        classes = MetadataCatalog.get(name).get("thing_classes")
-        if classes is not None and len(classes) > num_classes:
-            raise ValueError(
-                f"dataset {name!r} has {len(classes)} classes (category ids 0..{len(classes) - 1}) but "
-                f"model.num_classes={num_classes}: the classifier has no output for the extra ids. "
-                f"Set model.num_classes={len(classes)}."
-            )

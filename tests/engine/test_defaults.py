@@ -9,7 +9,6 @@ from torch import nn
 
 from detrex.config import ConfigOverrideError, LazyConfig
 from detrex.engine import (
-    check_dataset_classes,
     create_ddp_model,
     default_argument_parser,
     default_setup,
@@ -53,21 +52,6 @@ def test_iterations_kept_without_epochs_and_batch_size_warning(detrex_logs):
         and "total_batch_size=4" in warnings[0]
         and "reference_batch_size=16" in warnings[0]
     )
-
-
-class _Classifier(nn.Module):
-    def __init__(self, num_classes):
-        super().__init__()
-        self.num_classes = num_classes
-        self.head = nn.Linear(2, num_classes)
-
-
-def test_dataset_classes_must_fit_the_model():
-    cfg = OmegaConf.create({"dataloader": {"train": {"dataset": {"names": "synthetic_shapes_train"}}}})
-    check_dataset_classes(cfg, _Classifier(5))  # 5 shape classes: fits
-    with pytest.raises(ValueError, match=r"has 5 classes .* model\.num_classes=3.*Set model\.num_classes=5"):
-        check_dataset_classes(cfg, _Classifier(3))
-    check_dataset_classes(OmegaConf.create({"dataloader": {"train": {}}}), _Classifier(3))  # unknown: skipped
 
 
 def test_default_setup_writes_config_and_log_and_seeds(tmp_path):
