@@ -14,9 +14,10 @@ TORCHVISION_WEIGHTS = {
 }
 
 
-def test_model_zoo_covers_every_config():
-    assert sorted(e.config for e in MODEL_ZOO) == CONFIGS
-    assert len(CONFIGS) == 4
+def test_model_zoo_covers_every_coco_config():
+    coco_configs = [c for c in CONFIGS if c.endswith("_50ep.py")]  # others: the synthetic quickstart
+    assert sorted(e.config for e in MODEL_ZOO) == coco_configs
+    assert len(coco_configs) == 4
 
 
 @pytest.mark.parametrize("entry", MODEL_ZOO, ids=lambda e: e.variant)
