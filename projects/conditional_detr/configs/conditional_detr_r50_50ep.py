@@ -25,4 +25,3 @@ optimizer.params.lr_factor_func = lambda module_name: 0.1 if "backbone" in modul
 
 dataloader.train.num_workers = 16
 dataloader.train.total_batch_size = 16  # over all processes
-dataloader.evaluator.output_dir = "${...train.output_dir}"
