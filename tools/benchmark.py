@@ -3,15 +3,24 @@
     python tools/benchmark.py --config-file projects/anchor_detr/configs/anchor_detr_r50_50ep.py \
         --task all --num-iter 50 --warmup 5 --output bench.json
 
+Side by side with the official implementations (their protocol: 2 threads, one task per process):
+
+    python tools/benchmark.py --config-file projects/anchor_detr/configs/anchor_detr_r50_50ep.py \
+        --task all --isolate --threads 2 --input-size 800x1216 --train-size 512x640,480x640 \
+        --num-iter 5 --warmup 2 train.device=cpu
+
 Tasks (warm-up iterations are excluded from every number):
   eval   inference latency per image at batch 1, on test-loader images (pre-loaded) or on a fixed
          random image of --input-size HxW (the size the model sees, e.g. 800x1216)
   train  one training step (forward, backward, clipping as configured, optimizer step) on one
-         pre-loaded batch of the train loader, so data loading is not included
+         pre-loaded batch of the train loader, or on one synthetic batch of random images of the
+         --train-size sizes with 1-2 boxes each; data loading is not included
   data   the train loader alone: batches and images per second
   all    eval, train and data in turn
 Peak memory is torch.cuda.max_memory_allocated on CUDA; on the CPU it is the process's peak resident
-set size (ru_maxrss), which only grows: its growth during a task is reported too.
+set size (ru_maxrss), which only grows: its growth during a task is reported too, and with --isolate
+each task runs in a fresh process, whose whole peak (process_peak_rss_mb: model, optimizer state,
+activations, libraries) is comparable with a separate script's ru_maxrss.
 """
 
 from __future__ import annotations
@@ -21,6 +30,9 @@ import json
 import os
 import platform
 import resource
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -33,6 +45,7 @@ from tqdm import tqdm
 
 from detrex.config import LazyConfig, instantiate
 from detrex.engine.launch import check_device
+from detrex.structures import Boxes, Instances
 
 TASKS = ("eval", "train", "data")
 
@@ -48,6 +61,11 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-iter", type=int, default=20, help="timed iterations per task")
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations before timing")
     parser.add_argument("--input-size", default=None, metavar="HxW", help="eval on a fixed HxW image")
+    parser.add_argument(
+        "--train-size", default=None, metavar="HxW[,HxW..]", help="train on random images of these sizes"
+    )
+    parser.add_argument("--isolate", action="store_true", help="run each task in a fresh process")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (eval and train)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast for eval and train")
     parser.add_argument("--output", default=None, metavar="JSON", help="also write the results here")
@@ -55,14 +73,20 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_size(text: str) -> tuple[int, int]:
+def parse_size(text: str, flag: str = "--input-size") -> tuple[int, int]:
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise ValueError(f"--input-size {text!r}: expected HxW, e.g. 800x1216") from None
+        raise ValueError(f"{flag} {text!r}: expected HxW, e.g. 800x1216") from None
     if h < 1 or w < 1:
-        raise ValueError(f"--input-size {text!r}: height and width must be positive")
+        raise ValueError(f"{flag} {text!r}: height and width must be positive")
     return h, w
+
+
+def process_peak_rss_mb() -> float:
+    """The whole process's peak resident set size so far (ru_maxrss), in MiB."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if platform.system() == "Darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
 
 
 class MemoryMeter:
@@ -71,22 +95,17 @@ class MemoryMeter:
     def __init__(self, device: str):
         self.cuda = str(device).startswith("cuda")
 
-    @staticmethod
-    def _max_rss_mb() -> float:
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return rss / 2**20 if platform.system() == "Darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
-
     def start(self) -> None:
         if self.cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        self._rss_start = self._max_rss_mb()
+        self._rss_start = process_peak_rss_mb()
 
     def stop(self) -> dict:
         if self.cuda:
             torch.cuda.synchronize()
             return {"peak_memory_mb": torch.cuda.max_memory_allocated() / 2**20}
-        peak = self._max_rss_mb()
+        peak = process_peak_rss_mb()
         return {"peak_rss_mb": peak, "rss_growth_mb": peak - self._rss_start}
 
 
@@ -147,10 +166,30 @@ def bench_eval(cfg, model, args, device: str, autocast) -> dict:
     return {**result, **meter.stop()}
 
 
+def synthetic_train_batch(sizes: list[tuple[int, int]]) -> list[dict]:
+    """Random uint8 images of the given sizes with 2, 1, 2, 1, .. boxes each (the official scripts' targets:
+    normalised cxcywh (0.5, 0.5, 0.2, 0.3), (0.3, 0.6, 0.1, 0.2) / (0.4, 0.4, 0.3, 0.3))."""
+    generator = torch.Generator().manual_seed(0)
+    targets = [([1, 5], [[0.5, 0.5, 0.2, 0.3], [0.3, 0.6, 0.1, 0.2]]), ([7], [[0.4, 0.4, 0.3, 0.3]])]
+    batch = []
+    for i, (h, w) in enumerate(sizes):
+        labels, cxcywh = targets[i % 2]
+        cx, cy, bw, bh = torch.tensor(cxcywh).unbind(-1)
+        xyxy = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], -1)
+        xyxy = xyxy * torch.tensor([w, h, w, h])  # pixels of the (h, w) image
+        instances = Instances((h, w), gt_boxes=Boxes(xyxy), gt_classes=torch.tensor(labels))
+        image = torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=generator)
+        batch.append({"image": image, "height": h, "width": w, "image_id": i, "instances": instances})
+    return batch
+
+
 def bench_train(cfg, model, args, device: str, autocast) -> dict:
-    loader = instantiate(cfg.dataloader.train)
-    batch = next(iter(loader))
-    del loader  # stops its workers: only the step is timed
+    if args.train_size is not None:
+        batch = synthetic_train_batch(args.train_size)
+    else:
+        loader = instantiate(cfg.dataloader.train)
+        batch = next(iter(loader))
+        del loader  # stops its workers: only the step is timed
     model.train()
     if OmegaConf.select(cfg, "optimizer.params._target_", default=None) is not None:
         cfg.optimizer.params.model = model  # as tools/train_net.py does
@@ -158,11 +197,11 @@ def bench_train(cfg, model, args, device: str, autocast) -> dict:
     clip = OmegaConf.select(cfg, "train.clip_grad", default=None)
     clip_args = dict(clip.params) if clip is not None and clip.enabled else None
 
-    def step():
+    def step():  # as detrex.engine.Trainer.run_step
+        optimizer.zero_grad(set_to_none=True)  # before the forward: lower peak memory
         with autocast():
             loss_dict = model(batch)
         losses = sum(loss_dict.values())
-        optimizer.zero_grad(set_to_none=True)
         losses.backward()
         if clip_args is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), **clip_args)
@@ -199,31 +238,46 @@ def format_table(results: dict) -> str:
     return tabulate(rows, headers=["task", "metric", "value"], tablefmt="pipe")
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = get_parser()
-    args = parser.parse_args(argv)
-    if args.num_iter < 1 or args.warmup < 0:
-        parser.error(f"need --num-iter >= 1 and --warmup >= 0, got {args.num_iter} and {args.warmup}")
-    if args.input_size is not None:
-        try:
-            args.input_size = parse_size(args.input_size)
-        except ValueError as e:
-            parser.error(str(e))
-    if not os.path.isfile(args.config_file):
-        parser.error(f"--config-file {args.config_file!r}: no such file")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    cfg = LazyConfig.load(args.config_file)
-    cfg = LazyConfig.apply_overrides(cfg, args.opts)
-    device = OmegaConf.select(cfg, "train.device", default="cpu") or "cpu"
-    check_device(device)
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    except OSError:
+        names = []
+    return names[0] if names else platform.processor() or "cpu"
+
+
+def run_isolated(args, tasks: tuple[str, ...]) -> dict:
+    """Each task in a fresh `python tools/benchmark.py` process with the same settings."""
+    results = {}
+    for task in tasks:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, f"{task}.json")
+            argv = [sys.executable, os.path.abspath(__file__), "--config-file", args.config_file]
+            argv += ["--task", task, "--num-iter", str(args.num_iter), "--warmup", str(args.warmup)]
+            argv += ["--output", out]
+            if args.input_size is not None:
+                argv += ["--input-size", "x".join(map(str, args.input_size))]
+            if args.train_size is not None:
+                argv += ["--train-size", ",".join("x".join(map(str, s)) for s in args.train_size)]
+            argv += [f"--{flag}" for flag in ("amp", "compile") if getattr(args, flag)]
+            argv += ["--threads", str(args.threads)] if args.threads else []
+            subprocess.run(argv + list(args.opts), check=True, stdout=subprocess.DEVNULL)
+            with open(out) as f:
+                results[task] = json.load(f)["results"][task]
+    return results
+
+
+def run_tasks(cfg, args, tasks: tuple[str, ...], device: str) -> dict:
     device_type = "cuda" if device.startswith("cuda") else "cpu"
 
     def autocast():
         return torch.autocast(device_type, dtype=torch.bfloat16) if args.amp else nullcontext()
 
-    tasks = TASKS if args.task == "all" else (args.task,)
     model = instantiate(cfg.model).to(device) if set(tasks) & {"eval", "train"} else None
+    if model is not None and args.compile:
+        torch._inductor.config.freezing = True  # inference graphs: weights as constants, pre-packed convs
+        model = torch.compile(model)
     results = {}
     for task in tasks:
         if task == "eval":
@@ -232,16 +286,44 @@ def main(argv: list[str] | None = None) -> dict:
             results[task] = bench_train(cfg, model, args, device, autocast)
         else:
             results[task] = bench_data(cfg, args)
+        results[task]["process_peak_rss_mb"] = process_peak_rss_mb()
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    if args.num_iter < 1 or args.warmup < 0:
+        parser.error(f"need --num-iter >= 1 and --warmup >= 0, got {args.num_iter} and {args.warmup}")
+    try:
+        if args.input_size is not None:
+            args.input_size = parse_size(args.input_size)
+        if args.train_size is not None:
+            args.train_size = [parse_size(s, "--train-size") for s in args.train_size.split(",")]
+    except ValueError as e:
+        parser.error(str(e))
+    if not os.path.isfile(args.config_file):
+        parser.error(f"--config-file {args.config_file!r}: no such file")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = LazyConfig.load(args.config_file)
+    cfg = LazyConfig.apply_overrides(cfg, args.opts)
+    device = OmegaConf.select(cfg, "train.device", default="cpu") or "cpu"
+    check_device(device)
+
+    tasks = TASKS if args.task == "all" else (args.task,)
+    results = run_isolated(args, tasks) if args.isolate else run_tasks(cfg, args, tasks, device)
     print(format_table(results))
     summary = {
         "config_file": args.config_file,
         "overrides": list(args.opts),
-        "device": torch.cuda.get_device_name(device)
-        if device_type == "cuda"
-        else platform.processor() or "cpu",
+        "device": torch.cuda.get_device_name(device) if device.startswith("cuda") else cpu_name(),
+        "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "amp": "bfloat16" if args.amp else None,
+        "compile": args.compile,
+        "isolated": args.isolate,
         "num_iter": args.num_iter,
         "warmup": args.warmup,
         "results": results,

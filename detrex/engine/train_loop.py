@@ -155,10 +155,12 @@ class Trainer:
         batch = next(self._data_iter)
         data_time = time.perf_counter() - start
 
+        # zero_grad before the forward, not after it: the last step's gradients are freed before the
+        # activations are stored, which lowers the peak memory by one copy of the gradients
+        self.optimizer.zero_grad(set_to_none=True)
         with self.autocast:  # nullcontext() when AMP is off
             loss_dict = self.model(batch)
         reduced = self.stop_if_not_finite(loss_dict, data_time)  # all-reduced: every rank stops together
-        self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(sum(loss_dict.values())).backward()  # scaler is a pass-through unless fp16
         self.clip_and_step()
         if self.ema is not None:

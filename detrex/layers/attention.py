@@ -8,6 +8,50 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .dropout import Dropout, dropout_keep_mask
+
+
+class _DropoutAttention(torch.autograd.Function):
+    """softmax(q k^T / sqrt(d) + bias) with dropout, times v: the CPU training path with dropout > 0.
+
+    scaled_dot_product_attention falls back to its math path there, whose autograd keeps three float
+    copies of the (B, h, Nq, Nk) weights (probabilities, dropout noise, dropped weights). This keeps only
+    the bool dropout mask and recomputes the probabilities in the backward (one more q k^T product and
+    softmax, with the same operations, so they are bit-identical to the forward's).
+    """
+
+    @staticmethod
+    def _probs(q, k, bias, scale):
+        logits = torch.matmul(q, k.transpose(-2, -1)).mul_(scale)  # (B, h, Nq, Nk)
+        if bias is not None:
+            logits.add_(bias)  # -inf on padded keys
+        return torch.softmax(logits, dim=-1)
+
+    @staticmethod
+    def forward(ctx, q, k, v, bias, p):
+        scale = q.shape[-1] ** -0.5
+        probs = _DropoutAttention._probs(q, k, bias, scale)
+        drop = ~dropout_keep_mask(probs, p)
+        out = torch.matmul(probs.masked_fill_(drop, 0.0).mul_(1.0 / (1.0 - p)), v)
+        ctx.save_for_backward(q, k, v, bias, drop)
+        ctx.p, ctx.scale = p, scale
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        q, k, v, bias, drop = ctx.saved_tensors
+        keep_scale = 1.0 / (1.0 - ctx.p)
+        probs = _DropoutAttention._probs(q, k, bias, ctx.scale)
+        dropped = probs.masked_fill(drop, 0.0).mul_(keep_scale)
+        grad_v = torch.matmul(dropped.transpose(-2, -1), grad_out)
+        del dropped
+        grad_probs = torch.matmul(grad_out, v.transpose(-2, -1)).masked_fill_(drop, 0.0).mul_(keep_scale)
+        grad_logits = torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype).mul_(ctx.scale)
+        del grad_probs, probs
+        grad_q = torch.matmul(grad_logits, k)
+        grad_k = torch.matmul(grad_logits.transpose(-2, -1), q)
+        return grad_q, grad_k, grad_v, None, None
+
 
 def multi_head_attention(
     q: torch.Tensor,
@@ -27,22 +71,36 @@ def multi_head_attention(
     q = q.view(bs, n_q, num_heads, -1).transpose(1, 2)  # (B, h, Nq, dq)
     k = k.view(bs, n_k, num_heads, -1).transpose(1, 2)  # (B, h, Nk, dq)
     v = v.view(bs, n_k, num_heads, -1).transpose(1, 2)  # (B, h, Nk, dv)
-    attend = None if key_padding_mask is None else ~key_padding_mask[:, None, None, :]  # True: may attend
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attend, dropout_p=dropout_p)
+    if dropout_p > 0 and q.device.type == "cpu" and torch.is_grad_enabled() and not _autocast(q):
+        bias = None
+        if key_padding_mask is not None:  # (B, 1, 1, Nk): -inf on padded keys
+            bias = torch.zeros(key_padding_mask.shape, dtype=q.dtype, device=q.device)
+            bias = bias.masked_fill_(key_padding_mask, float("-inf"))[:, None, None, :]
+        out = _DropoutAttention.apply(q, k, v, bias, dropout_p)
+    else:
+        attend = None if key_padding_mask is None else ~key_padding_mask[:, None, None, :]  # True: attend
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attend, dropout_p=dropout_p)
     return out.transpose(1, 2).reshape(bs, n_q, -1)  # (B, Nq, h * dv)
+
+
+def _autocast(x: torch.Tensor) -> bool:
+    return torch.is_autocast_enabled(x.device.type)
 
 
 class MultiheadAttention(nn.Module):
     """``nn.MultiheadAttention`` (as ``attn``, checkpoint keys ``attn.in_proj_weight`` ...) that adds
     position embeddings to query and key (not to the value) and applies dropout to its output.
 
-    forward returns the attention branch only; the caller adds the residual.
+    The projections are computed here from ``attn``'s parameters, followed by ``multi_head_attention``:
+    the same maths as calling ``attn``, with one matrix product for query and key when both are the same
+    tensor plus the same position (self-attention). forward returns the attention branch only; the caller
+    adds the residual.
     """
 
     def __init__(self, embed_dim: int, num_heads: int, attn_drop: float = 0.0, proj_drop: float = 0.0):
         super().__init__()
         self.attn = nn.MultiheadAttention(embed_dim, num_heads, dropout=attn_drop, batch_first=True)
-        self.proj_drop = nn.Dropout(proj_drop)
+        self.proj_drop = Dropout(proj_drop)
 
     def forward(
         self,
@@ -55,8 +113,21 @@ class MultiheadAttention(nn.Module):
         attn_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         q = query if query_pos is None else query + query_pos
-        k = key if key_pos is None else key + key_pos
-        out = self.attn(
-            q, k, value, key_padding_mask=key_padding_mask, attn_mask=attn_mask, need_weights=False
-        )
-        return self.proj_drop(out[0])
+        if attn_mask is not None:  # not used by the DETR-family layers: nn.MultiheadAttention handles it
+            k = key if key_pos is None else key + key_pos
+            out = self.attn(
+                q, k, value, key_padding_mask=key_padding_mask, attn_mask=attn_mask, need_weights=False
+            )
+            return self.proj_drop(out[0])
+        attn, e = self.attn, self.attn.embed_dim
+        w_qk, w_v = attn.in_proj_weight.split([2 * e, e])
+        b_qk, b_v = attn.in_proj_bias.split([2 * e, e])
+        if key is query and key_pos is query_pos:  # self-attention: q and k from one (N, C) x (C, 2C) product
+            q, k = F.linear(q, w_qk, b_qk).chunk(2, dim=-1)
+        else:
+            k = key if key_pos is None else key + key_pos
+            q, k = F.linear(q, w_qk[:e], b_qk[:e]), F.linear(k, w_qk[e:], b_qk[e:])
+        v = F.linear(value, w_v, b_v)
+        dropout_p = attn.dropout if self.training else 0.0
+        out = multi_head_attention(q, k, v, attn.num_heads, key_padding_mask, dropout_p=dropout_p)
+        return self.proj_drop(attn.out_proj(out))

@@ -4,6 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .dropout import Dropout, relu_dropout
+
 
 class MLP(nn.Module):
     """``num_layers`` linear layers with ReLU between them (box heads, reference-point heads).
@@ -54,10 +56,17 @@ class FFN(nn.Module):
         hidden = []
         in_dim = embed_dim
         for _ in range(num_fcs - 1):  # one activation module shared by the hidden layers, as in detrex
-            hidden.append(nn.Sequential(nn.Linear(in_dim, feedforward_dim), activation, nn.Dropout(ffn_drop)))
+            hidden.append(nn.Sequential(nn.Linear(in_dim, feedforward_dim), activation, Dropout(ffn_drop)))
             in_dim = feedforward_dim
         out_dim = embed_dim if output_dim is None else output_dim
-        self.layers = nn.Sequential(*hidden, nn.Linear(in_dim, out_dim), nn.Dropout(ffn_drop))
+        self.layers = nn.Sequential(*hidden, nn.Linear(in_dim, out_dim), Dropout(ffn_drop))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
+        *hidden, last, last_drop = self.layers
+        for linear, activation, drop in hidden:
+            x = linear(x)
+            if type(activation) is nn.ReLU:  # one fused op that saves less for the backward
+                x = relu_dropout(x, drop.p, drop.training)
+            else:
+                x = drop(activation(x))
+        return last_drop(last(x))

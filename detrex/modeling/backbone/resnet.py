@@ -60,7 +60,7 @@ class BasicStem(CNNBlockBase):
         self.conv1 = _conv(in_channels, out_channels, 7, norm, stride=2, padding=3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu_(self.conv1(x))
+        x = self.conv1(x, relu=True)
         return F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
 
 
@@ -76,9 +76,9 @@ class BasicBlock(CNNBlockBase):
         self.conv2 = _conv(out_channels, out_channels, 3, norm, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv2(F.relu_(self.conv1(x)))
+        out = self.conv1(x, relu=True)
         shortcut = x if self.shortcut is None else self.shortcut(x)
-        return F.relu_(out + shortcut)
+        return self.conv2(out, relu=True, residual=shortcut)
 
 
 class BottleneckBlock(CNNBlockBase):
@@ -113,11 +113,10 @@ class BottleneckBlock(CNNBlockBase):
         self.conv3 = _conv(bottleneck_channels, out_channels, 1, norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu_(self.conv1(x))
-        out = F.relu_(self.conv2(out))
-        out = self.conv3(out)
+        out = self.conv1(x, relu=True)
+        out = self.conv2(out, relu=True)
         shortcut = x if self.shortcut is None else self.shortcut(x)
-        return F.relu_(out + shortcut)
+        return self.conv3(out, relu=True, residual=shortcut)  # relu(conv3(out) + shortcut)
 
 
 def make_stage(block_class: type, num_blocks: int, *, in_channels: int, out_channels: int, first_stride: int = 1,
@@ -140,6 +139,8 @@ class ResNet(nn.Module):
         out_features: names of the returned outputs; stages after the last one requested are not built.
         freeze_at: freeze the stem (1) and the first ``freeze_at - 1`` stages: their parameters stop
             training and their BatchNorms become FrozenBatchNorm2d. 0 freezes nothing.
+        channels_last: run the convolutions in channels-last memory format (NHWC strides; shapes are
+            unchanged), the fast layout of oneDNN and cuDNN. Outputs are then channels-last too.
     """
 
     def __init__(
@@ -148,9 +149,11 @@ class ResNet(nn.Module):
         stages: list[list[CNNBlockBase]],
         out_features: list[str] | None = None,
         freeze_at: int = 0,
+        channels_last: bool = True,
     ):
         super().__init__()
         self.stem = stem
+        self.channels_last = channels_last
         names = ["res2", "res3", "res4", "res5"][: len(stages)]
         if isinstance(out_features, str):
             raise TypeError(f"ResNet: out_features must be a list of names, got the string {out_features!r}")
@@ -174,6 +177,8 @@ class ResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """x: (B, 3, H, W) normalised images -> {name: (B, C, H / stride, W / stride)}."""
         outputs = {}
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self.stem(x)
         if "stem" in self._out_features:
             outputs["stem"] = x

@@ -12,8 +12,9 @@ import torch
 import torchvision
 from torch import nn
 from torchvision.models._utils import IntermediateLayerGetter
+from torchvision.models.resnet import Bottleneck
 
-from detrex.layers import FrozenBatchNorm2d
+from detrex.layers import FrozenBatchNorm2d, conv_norm_forward
 
 __all__ = ["TorchvisionResNet"]
 
@@ -40,7 +41,9 @@ class TorchvisionResNet(nn.Module):
         return_layers: torchvision stage name -> output name, e.g. {"layer4": "res5"}.
         dilation: replace the stride of layer4 by dilation (DC5: output stride 16 instead of 32).
         frozen_bn: FrozenBatchNorm2d (fixed statistics and affine, no `num_batches_tracked` key)
-            instead of trainable BatchNorm2d.
+            instead of trainable BatchNorm2d. Frozen norms are folded into the convolutions.
+        channels_last: run the convolutions in channels-last memory format (NHWC strides; shapes are
+            unchanged), the fast layout of oneDNN and cuDNN. Outputs are then channels-last too.
     """
 
     def __init__(
@@ -50,8 +53,10 @@ class TorchvisionResNet(nn.Module):
         return_layers: dict[str, str] | None = None,
         dilation: bool = False,
         frozen_bn: bool = True,
+        channels_last: bool = True,
     ):
         super().__init__()
+        self.channels_last = channels_last
         if name not in _DEPTHS:
             raise ValueError(f"TorchvisionResNet: unknown name {name!r}; choose one of {sorted(_DEPTHS)}")
         return_layers = {"layer4": "res5"} if return_layers is None else dict(return_layers)
@@ -90,5 +95,29 @@ class TorchvisionResNet(nn.Module):
         return list(self._out_shapes.values())[-1].channels
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """x: (B, 3, H, W) normalised images -> {output name: (B, C, H / stride, W / stride)}."""
-        return dict(self.body(x))
+        """x: (B, 3, H, W) normalised images -> {output name: (B, C, H / stride, W / stride)}.
+        Same computation as ``self.body(x)``, with each frozen norm folded into its convolution."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        body = self.body
+        x = body.maxpool(conv_norm_forward(body.conv1, body.bn1, x, relu=True))
+        outputs = {}
+        for stage in _STAGES:
+            if not hasattr(body, stage):  # stages after the last returned one are not built
+                break
+            for block in getattr(body, stage):
+                x = _block_forward(block, x)
+            if stage in body.return_layers:
+                outputs[body.return_layers[stage]] = x
+        return outputs
+
+
+def _block_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """torchvision's Bottleneck / BasicBlock forward through conv_norm_forward: relu(convs(x) + shortcut)."""
+    out = conv_norm_forward(block.conv1, block.bn1, x, relu=True)
+    last_conv, last_norm = block.conv2, block.bn2
+    if isinstance(block, Bottleneck):
+        out = conv_norm_forward(block.conv2, block.bn2, out, relu=True)
+        last_conv, last_norm = block.conv3, block.bn3
+    shortcut = x if block.downsample is None else conv_norm_forward(*block.downsample, x)
+    return conv_norm_forward(last_conv, last_norm, out, relu=True, residual=shortcut)

@@ -100,6 +100,7 @@ class AnchorDETR(nn.Module):
     def inference(self, logits: torch.Tensor, boxes: torch.Tensor, out_size: tuple[int, int]) -> Instances:
         """logits (Q, K), boxes (Q, 4) normalised cxcywh of one image -> top-k detections in out_size pixels
         (clipped; empty boxes dropped)."""
+        logits, boxes = logits.float(), boxes.float()  # float32 detections also under bf16 / fp16 autocast
         num_classes = logits.shape[-1]
         k = min(self.select_box_nums_for_evaluation, logits.numel())
         scores, index = logits.sigmoid().flatten().topk(k)  # over queries x classes

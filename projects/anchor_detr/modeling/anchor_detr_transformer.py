@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detrex.layers import MLP, inverse_sigmoid
+from detrex.layers import MLP, Dropout, inverse_sigmoid
 
 from .position_encoding import mask_to_positions, sine_embed_1d, sine_embed_2d
 from .row_column_decoupled_attention import MultiheadRCDA
@@ -37,9 +37,9 @@ class ResidualFFN(nn.Module):
         super().__init__()
         self.linear1 = nn.Linear(embed_dim, feedforward_dim)
         self.activation = _ACTIVATIONS[activation]
-        self.dropout2 = nn.Dropout(dropout)
+        self.dropout2 = Dropout(dropout)
         self.linear2 = nn.Linear(feedforward_dim, embed_dim)
-        self.dropout3 = nn.Dropout(dropout)
+        self.dropout3 = Dropout(dropout)
         self.norm2 = nn.LayerNorm(embed_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -54,7 +54,7 @@ class AnchorDETREncoderLayer(nn.Module):
         super().__init__()
         self.attention_type = attention_type
         self.self_attn = _build_attention(attention_type, embed_dim, num_heads, dropout)
-        self.dropout1 = nn.Dropout(dropout)
+        self.dropout1 = Dropout(dropout)
         self.norm1 = nn.LayerNorm(embed_dim)
         self.ffn = ResidualFFN(embed_dim, feedforward_dim, dropout, activation)
 
@@ -83,10 +83,10 @@ class AnchorDETRDecoderLayer(nn.Module):
         super().__init__()
         self.attention_type = attention_type
         self.cross_attn = _build_attention(attention_type, embed_dim, num_heads, dropout)
-        self.dropout1 = nn.Dropout(dropout)
+        self.dropout1 = Dropout(dropout)
         self.norm1 = nn.LayerNorm(embed_dim)
         self.self_attn = nn.MultiheadAttention(embed_dim, num_heads, dropout=dropout)
-        self.dropout2 = nn.Dropout(dropout)
+        self.dropout2 = Dropout(dropout)
         self.norm2 = nn.LayerNorm(embed_dim)
         self.ffn = ResidualFFN(embed_dim, feedforward_dim, dropout, activation)
 

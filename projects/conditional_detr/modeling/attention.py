@@ -9,7 +9,7 @@ Batch-first tensors: (B, N, C).
 import torch
 from torch import nn
 
-from detrex.layers import multi_head_attention
+from detrex.layers import Dropout, multi_head_attention
 
 
 class ConditionalSelfAttention(nn.Module):
@@ -26,7 +26,7 @@ class ConditionalSelfAttention(nn.Module):
         self.out_proj = nn.Linear(embed_dim, embed_dim)
         self.num_heads = num_heads
         self.attn_drop = nn.Dropout(attn_drop)  # its p is passed to the attention kernel
-        self.proj_drop = nn.Dropout(proj_drop)
+        self.proj_drop = Dropout(proj_drop)
 
     def forward(self, query: torch.Tensor, query_pos: torch.Tensor) -> torch.Tensor:
         """query, query_pos: (B, Q, C) -> (B, Q, C), the attention branch (no residual)."""
@@ -64,7 +64,7 @@ class ConditionalCrossAttention(nn.Module):
         self.out_proj = nn.Linear(embed_dim, embed_dim)
         self.num_heads = num_heads
         self.attn_drop = nn.Dropout(attn_drop)  # its p is passed to the attention kernel
-        self.proj_drop = nn.Dropout(proj_drop)
+        self.proj_drop = Dropout(proj_drop)
 
     def forward(
         self,

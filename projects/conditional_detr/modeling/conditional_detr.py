@@ -95,6 +95,7 @@ class ConditionalDETR(nn.Module):
 
     def inference(self, logits: torch.Tensor, boxes: torch.Tensor, image_sizes) -> list[Instances]:
         """Top-k (query, class) pairs by sigmoid score; boxes in pixels of each (unpadded) input image."""
+        logits, boxes = logits.float(), boxes.float()  # float32 detections also under bf16 / fp16 autocast
         num_classes = logits.shape[-1]
         k = min(self.select_box_nums_for_evaluation, logits.shape[1] * num_classes)
         scores, index = logits.sigmoid().flatten(1).topk(k, dim=1)  # (B, k) over all (query, class) pairs
