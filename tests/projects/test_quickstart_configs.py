@@ -47,7 +47,7 @@ def test_quickstart_config_settings(config):
     assert cfg.train.device == "cpu"  # runs with no arguments on a machine without a GPU
     assert cfg.train.init_checkpoint == ""  # from scratch: no download
     assert cfg.train.output_dir == f"./output/{name}"
-    assert cfg.dataloader.evaluator.output_dir == cfg.train.output_dir
+    assert cfg.dataloader.evaluator.get("output_dir") is None  # train_net: <output_dir>/inference
     assert 0 < cfg.train.eval_period < cfg.train.max_iter  # evaluations during training, and at the end
     assert cfg.dataloader.train.dataset.names == "synthetic_shapes_train"
     assert cfg.dataloader.test.dataset.names == "synthetic_shapes_val"

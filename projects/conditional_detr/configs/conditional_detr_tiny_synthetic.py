@@ -37,7 +37,6 @@ optimizer.weight_decay = 1e-4
 
 dataloader.train.total_batch_size = 8
 dataloader.train.num_workers = 2
-dataloader.evaluator.output_dir = "${...train.output_dir}"
 
 # Smaller inputs than configs/common/data/synthetic.py (short edge 112-144 instead of 160-256): ~2.5x
 # cheaper steps on a CPU; the smallest shapes still span >= 20 pixels (> 1 feature pixel at stride 16).
