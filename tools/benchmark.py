@@ -166,11 +166,13 @@ def bench_eval(cfg, model, args, device: str, autocast) -> dict:
     return {**result, **meter.stop()}
 
 
-def synthetic_train_batch(sizes: list[tuple[int, int]]) -> list[dict]:
+def synthetic_train_batch(sizes: list[tuple[int, int]], num_classes: int = 80) -> list[dict]:
     """Random uint8 images of the given sizes with 2, 1, 2, 1, .. boxes each (the official scripts' targets:
-    normalised cxcywh (0.5, 0.5, 0.2, 0.3), (0.3, 0.6, 0.1, 0.2) / (0.4, 0.4, 0.3, 0.3))."""
+    classes 1, 5 / 7 (mod num_classes), normalised cxcywh (0.5, 0.5, 0.2, 0.3), (0.3, 0.6, 0.1, 0.2) /
+    (0.4, 0.4, 0.3, 0.3))."""
     generator = torch.Generator().manual_seed(0)
     targets = [([1, 5], [[0.5, 0.5, 0.2, 0.3], [0.3, 0.6, 0.1, 0.2]]), ([7], [[0.4, 0.4, 0.3, 0.3]])]
+    targets = [([c % num_classes for c in labels], boxes) for labels, boxes in targets]
     batch = []
     for i, (h, w) in enumerate(sizes):
         labels, cxcywh = targets[i % 2]
@@ -185,7 +187,7 @@ def synthetic_train_batch(sizes: list[tuple[int, int]]) -> list[dict]:
 
 def bench_train(cfg, model, args, device: str, autocast) -> dict:
     if args.train_size is not None:
-        batch = synthetic_train_batch(args.train_size)
+        batch = synthetic_train_batch(args.train_size, OmegaConf.select(cfg, "model.num_classes", default=80))
     else:
         loader = instantiate(cfg.dataloader.train)
         batch = next(iter(loader))

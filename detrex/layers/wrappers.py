@@ -108,9 +108,11 @@ _mkldnn = _MkldnnOps()
 
 
 def _mkldnn_fusable(conv: nn.Conv2d, norm: nn.Module | None, x: torch.Tensor) -> bool:
-    """CPU float32 inference without autograd or autocast, in eager mode (torch.compile fuses by itself)."""
+    """CPU float32 inference without autograd or autocast, in eager mode (torch.compile fuses by itself;
+    traced or exported graphs keep the portable operators)."""
     return (
         not torch.compiler.is_compiling()
+        and not torch.jit.is_tracing()
         and _mkldnn.available
         and x.device.type == "cpu"
         and not torch.is_grad_enabled()
