@@ -15,7 +15,11 @@ _AUX_KEY = re.compile(r"^(?P<base>\w+?)_(?P<layer>\d+)$")
 
 
 def sigmoid_focal_loss(
-    logits: torch.Tensor, targets: torch.Tensor, num_boxes: float, alpha: float = 0.25, gamma: float = 2.0
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    num_boxes: float | torch.Tensor,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
 ) -> torch.Tensor:
     """Focal loss (Lin et al., 2017) of (B, Q, K) logits against one-hot (B, Q, K) targets.
 
@@ -140,12 +144,13 @@ class SetCriterion(nn.Module):
         return {name: value * self.weight(name) for name, value in raw.items()}
 
     @staticmethod
-    def average_num_boxes(targets: list[dict], device: torch.device) -> float:
-        """Number of target boxes per process, averaged over all processes, at least 1."""
-        num_boxes = torch.as_tensor([float(sum(len(t["labels"]) for t in targets))], device=device)
+    def average_num_boxes(targets: list[dict], device: torch.device) -> torch.Tensor:
+        """Number of target boxes per process, averaged over all processes, at least 1: a 0-dim tensor on
+        ``device`` (no host sync; the losses are divided by it on the device)."""
+        num_boxes = torch.tensor(float(sum(len(t["labels"]) for t in targets)), device=device)
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(num_boxes)
-        return torch.clamp(num_boxes / get_world_size(), min=1).item()
+        return torch.clamp(num_boxes / get_world_size(), min=1)
 
     def extra_repr(self) -> str:
         return (

@@ -1,0 +1,156 @@
+"""The fast paths of detrex.layers compute the same maths as the plain PyTorch modules they replace:
+frozen-norm folding (training and oneDNN-fused inference), bool-mask dropout, the dropout attention and
+the fused ReLU + dropout of the FFN."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.testing import assert_close
+
+import detrex.layers.attention as attention_module
+import detrex.layers.dropout as dropout_module
+import detrex.layers.wrappers as wrappers
+from detrex.layers import FFN, Conv2d, FrozenBatchNorm2d, MultiheadAttention, conv_norm_forward
+
+
+def _frozen_norm(channels: int, seed: int = 0) -> FrozenBatchNorm2d:
+    g = torch.Generator().manual_seed(seed)
+    norm = FrozenBatchNorm2d(channels)
+    norm.weight.copy_(torch.rand(channels, generator=g) + 0.5)
+    norm.bias.copy_(torch.randn(channels, generator=g) * 0.1)
+    norm.running_mean.copy_(torch.randn(channels, generator=g) * 0.1)
+    norm.running_var.copy_(torch.rand(channels, generator=g) + 0.5)
+    return norm
+
+
+def _fixed_masks(monkeypatch, module):
+    """Replace the random keep-mask by a fixed one (per shape), so that autograd can be checked."""
+    masks = {}
+
+    def keep_mask(x, p):
+        if x.shape not in masks:
+            masks[x.shape] = torch.rand(x.shape, generator=torch.Generator().manual_seed(1)) >= p
+        return masks[x.shape]
+
+    monkeypatch.setattr(module, "dropout_keep_mask", keep_mask)
+    return masks
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_folded_conv_equals_conv_then_norm(channels_last):
+    torch.manual_seed(0)
+    conv = Conv2d(8, 16, 3, stride=2, padding=1, bias=False, norm=_frozen_norm(16))
+    x = torch.randn(2, 8, 13, 11)
+    residual = torch.randn(2, 16, 7, 6)
+    if channels_last:
+        x, residual = (t.contiguous(memory_format=torch.channels_last) for t in (x, residual))
+
+    def reference(x, weight):
+        return torch.relu(conv.norm(F.conv2d(x, weight, None, 2, 1)) + residual)
+
+    with torch.no_grad():  # CPU inference: oneDNN convolution with the sum and ReLU fused
+        assert_close(conv(x, relu=True, residual=residual.clone()), reference(x, conv.weight))
+    x.requires_grad_(True)  # training: _ConvFrozenNorm
+    out = conv(x, relu=True, residual=residual.clone())
+    grads = torch.autograd.grad(out.square().sum(), [x, conv.weight])
+    x_ref, w_ref = x.detach().requires_grad_(True), conv.weight.detach().requires_grad_(True)
+    expected = torch.autograd.grad(reference(x_ref, w_ref).square().sum(), [x_ref, w_ref])
+    assert_close(out.detach(), reference(x, conv.weight).detach())
+    for got, want in zip(grads, expected):
+        assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_conv_frozen_norm_function_gradcheck():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 9, 8, dtype=torch.float64, generator=g, requires_grad=True)
+    weight = torch.randn(5, 3, 3, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    scale = torch.rand(5, dtype=torch.float64, generator=g) + 0.5
+    shift = torch.randn(5, dtype=torch.float64, generator=g)
+
+    def fn(x, weight):
+        return wrappers._ConvFrozenNorm.apply(x, weight, scale, shift, (2, 1), (1, 2), (1, 1), 1)
+
+    assert torch.autograd.gradcheck(fn, (x, weight))
+
+
+def test_mkldnn_fusion_is_used_for_cpu_inference_only(monkeypatch):
+    if not wrappers._mkldnn.available:
+        pytest.skip("this PyTorch build has no oneDNN fused convolution")
+    conv, norm = torch.nn.Conv2d(4, 6, 1, bias=False), _frozen_norm(6)
+    calls = []
+    fused = wrappers._mkldnn.convolution
+    monkeypatch.setattr(wrappers._mkldnn, "convolution", lambda *a: calls.append(1) or fused(*a))
+    x = torch.randn(1, 4, 5, 5)
+    with torch.no_grad():
+        out = conv_norm_forward(conv, norm, x, relu=True)
+    assert calls == [1]
+    assert_close(out, torch.relu(norm(conv(x))))
+    conv_norm_forward(conv, norm, x)  # autograd on: the differentiable path
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        conv_norm_forward(conv, norm, x)
+    assert calls == [1]
+
+
+def test_dropout_keep_mask_rate_and_independence():
+    torch.manual_seed(0)
+    masks = torch.stack([dropout_module.dropout_keep_mask(torch.empty(1000), 0.3) for _ in range(400)])
+    masks = masks.float()
+    assert abs(masks.mean().item() - 0.7) < 0.005  # 400k draws: std 0.0007
+    even_odd = torch.corrcoef(torch.stack([masks[:, 0::2].flatten(), masks[:, 1::2].flatten()]))
+    assert abs(even_odd[0, 1].item()) < 0.01  # the two halves of one random int64 are independent
+    x = torch.ones(10_000, requires_grad=True)
+    y = dropout_module.dropout(x, 0.25)
+    assert set(y.unique().tolist()) <= {0.0, torch.tensor(1 / 0.75).item()}
+    y.sum().backward()
+    assert_close(x.grad, y.detach())  # gradient = mask / (1 - p)
+    assert dropout_module.dropout(x, 0.25, training=False) is x
+
+
+def test_relu_dropout_matches_reference_and_gradcheck(monkeypatch):
+    masks = _fixed_masks(monkeypatch, dropout_module)
+    x = torch.randn(6, 7, dtype=torch.float64, requires_grad=True)
+    out = dropout_module.relu_dropout(x, 0.3)
+    assert_close(out, torch.relu(x) * masks[x.shape] / 0.7)
+    assert torch.autograd.gradcheck(lambda x: dropout_module._ReluDropout.apply(x, 0.3), (x,))
+
+
+def test_dropout_attention_matches_reference_and_gradcheck(monkeypatch):
+    masks = _fixed_masks(monkeypatch, attention_module)
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, n, d, dtype=torch.float64, generator=g) for n, d in ((5, 4), (7, 4), (7, 6)))
+    bias = torch.zeros(2, 1, 1, 7, dtype=torch.float64)
+    bias[1, ..., 5:] = float("-inf")  # the last two keys of image 1 are padding
+    out = attention_module._DropoutAttention.apply(q, k, v, bias, 0.3)
+    probs = (q @ k.transpose(-1, -2) / 2.0 + bias).softmax(-1)
+    assert_close(out, (probs * masks[probs.shape] / 0.7) @ v)
+    inputs = tuple(t.requires_grad_(True) for t in (q, k, v))
+    assert torch.autograd.gradcheck(
+        lambda q, k, v: attention_module._DropoutAttention.apply(q, k, v, bias, 0.3), inputs
+    )
+
+
+def test_training_saves_bool_masks_and_no_attention_probabilities():
+    """The CPU dropout path of the encoder attention keeps 1 byte per attention weight for the backward;
+    the math fallback of scaled_dot_product_attention keeps 12 (three float copies)."""
+    torch.manual_seed(0)
+    attn = MultiheadAttention(embed_dim=16, num_heads=2, attn_drop=0.1, proj_drop=0.1).train()
+    x, pos = torch.randn(2, 50, 16), torch.randn(2, 50, 16)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        attn(x, x, x, query_pos=pos, key_pos=pos)
+    weights_shape = (2, 2, 50, 50)
+    kept = [t for t in saved if tuple(t.shape) == weights_shape]
+    assert [t.dtype for t in kept] == [torch.bool]
+
+
+def test_ffn_with_relu_matches_the_module_sequence():
+    torch.manual_seed(0)
+    ffn = FFN(embed_dim=8, feedforward_dim=16, ffn_drop=0.0)
+    x = torch.randn(3, 8)
+    assert_close(ffn(x), ffn.layers(x))
+    ffn.train()
+    for drop in (ffn.layers[0][2], ffn.layers[2]):
+        drop.p = 0.5
+    torch.manual_seed(1)
+    out = ffn(x)
+    assert out.shape == (3, 8) and (out == 0).float().mean() > 0.2  # the output dropout is applied
