@@ -14,7 +14,7 @@ model = L(ConditionalDETR)(
         stem=L(BasicStem)(in_channels=3, out_channels=64, norm="FrozenBN"),
         stages=L(ResNet.make_default_stages)(depth=50, stride_in_1x1=False, norm="FrozenBN"),
         out_features=["res2", "res3", "res4", "res5"],
-        freeze_at=1,
+        freeze_at=2,  # stem and res2 frozen, as the official code (torchvision's conv1 and layer1)
     ),
     in_features=["res5"],  # Conditional-DETR uses only the last feature map
     in_channels=2048,
