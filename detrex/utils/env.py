@@ -1,10 +1,12 @@
 """Reproducibility and environment reporting: ``seed_all_rng`` and ``collect_env_info`` (for the logs)."""
 
 import contextlib
+import ctypes
 import importlib
 import importlib.metadata
 import logging
 import os
+import platform
 import random
 import sys
 from datetime import datetime
@@ -13,7 +15,14 @@ import numpy as np
 import torch
 from tabulate import tabulate
 
-__all__ = ["seed_all_rng", "collect_env_info", "get_rng_state", "set_rng_state", "preserve_rng_state"]
+__all__ = [
+    "seed_all_rng",
+    "collect_env_info",
+    "get_rng_state",
+    "set_rng_state",
+    "preserve_rng_state",
+    "keep_cpu_memory_mapped",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -118,3 +127,41 @@ def collect_env_info() -> str:
         rows.append(_package_row(name))
     rows.append(("CPU threads (torch)", str(torch.get_num_threads())))
     return tabulate(rows)
+
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
+_allocator_tuned: bool | None = None
+
+
+def keep_cpu_memory_mapped(enable: bool | None = None) -> bool:
+    """Let glibc's malloc keep freed memory for reuse instead of returning large blocks to the kernel.
+
+    By default glibc serves every allocation above 32 MiB with a fresh ``mmap`` and unmaps it on free, so
+    each large activation of a CPU forward/backward pays page faults and kernel zeroing of its pages again
+    (on virtual machines a 62 MiB tensor costs ~25 ms to allocate and fill, ~4 ms when its memory is
+    reused). This turns ``mmap`` off for the heap and keeps up to 1 GiB of freed memory at its top, so the
+    next step reuses the pages: CPU train steps of the R50 models ran 4-10% faster, inference 5-8%, with the
+    same peak RSS (docs/performance.md). The process's peak memory is not higher; memory freed late stays
+    reserved for the process, as with PyTorch's CUDA caching allocator.
+
+    Called by ``default_setup`` and the tools for CPU runs. ``DETREX_CPU_MALLOC=default`` (or
+    ``enable=False``) leaves glibc's defaults. Returns whether the tuning is active; a no-op (False) where the
+    C library is not glibc.
+    """
+    global _allocator_tuned
+    if enable is None:
+        enable = os.environ.get("DETREX_CPU_MALLOC", "tuned").lower() not in ("default", "0", "off", "false")
+    if not enable or _allocator_tuned is not None:
+        return bool(enable and _allocator_tuned)
+    _allocator_tuned = False
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    ok = mallopt(_M_MMAP_MAX, 0) and mallopt(_M_TRIM_THRESHOLD, 1 << 30) and mallopt(_M_TOP_PAD, 256 << 20)
+    _allocator_tuned = bool(ok)
+    return _allocator_tuned
