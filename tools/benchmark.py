@@ -17,6 +17,11 @@ Tasks (warm-up iterations are excluded from every number):
          --train-size sizes with 1-2 boxes each; data loading is not included
   data   the train loader alone: batches and images per second
   all    eval, train and data in turn
+  coco_eval
+         COCO box evaluation alone (loadRes, evaluate, accumulate, summarize) of --num-images synthetic
+         COCO-like images (80 classes, ~7 boxes, 100 scored detections each) with pycocotools and, when
+         installed, faster-coco-eval (COCOEvaluator(use_fast_impl=True)); AP of both is compared; needs
+         no config
 Peak memory is torch.cuda.max_memory_allocated on CUDA; on the CPU it is the process's peak resident
 set size (ru_maxrss), which only grows: its growth during a task is reported too, and with --isolate
 each task runs in a fresh process, whose whole peak (process_peak_rss_mb: model, optimizer state,
@@ -26,6 +31,9 @@ activations, libraries) is comparable with a separate script's ru_maxrss.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
+import io
 import json
 import os
 import platform
@@ -46,8 +54,10 @@ from tqdm import tqdm
 from detrex.config import LazyConfig, instantiate
 from detrex.engine.launch import check_device
 from detrex.structures import Boxes, Instances
+from detrex.utils.env import keep_cpu_memory_mapped
 
 TASKS = ("eval", "train", "data")
+EXTRA_TASKS = ("coco_eval",)
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -56,8 +66,11 @@ def get_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config-file", required=True, metavar="FILE", help="lazy config (.py/.yaml)")
-    parser.add_argument("--task", required=True, choices=(*TASKS, "all"), help="what to time")
+    parser.add_argument("--config-file", metavar="FILE", help="lazy config (.py/.yaml); not for coco_eval")
+    parser.add_argument("--task", required=True, choices=(*TASKS, "all", *EXTRA_TASKS), help="what to time")
+    parser.add_argument(
+        "--num-images", type=int, default=5000, help="coco_eval: synthetic images to evaluate"
+    )
     parser.add_argument("--num-iter", type=int, default=20, help="timed iterations per task")
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations before timing")
     parser.add_argument("--input-size", default=None, metavar="HxW", help="eval on a fixed HxW image")
@@ -232,6 +245,80 @@ def bench_data(cfg, args) -> dict:
     }
 
 
+def synthetic_coco_detections(
+    num_images: int, num_classes: int = 80, dets_per_image: int = 100, seed: int = 0
+) -> tuple[dict, list[dict]]:
+    """A COCO-like ground truth (640x480 images, 1-13 boxes of random classes and sizes, a few crowd boxes)
+    and `dets_per_image` scored detections per image in COCO result format: about a third are jittered
+    copies of the ground truth (some with the wrong class), the rest random boxes with lower scores."""
+    rng = np.random.default_rng(seed)
+    width, height = 640, 480
+    images = [
+        {"id": i + 1, "width": width, "height": height, "file_name": f"{i + 1:012d}.jpg"}
+        for i in range(num_images)
+    ]
+    categories = [{"id": c + 1, "name": f"class_{c + 1}"} for c in range(num_classes)]
+    annotations, detections = [], []
+
+    def random_boxes(n):
+        wh = np.exp(rng.uniform(np.log(6), np.log(400), size=(n, 2)))
+        wh = np.minimum(wh, [width - 1, height - 1])
+        xy = rng.uniform(0, 1, size=(n, 2)) * ([width, height] - wh)
+        return np.concatenate([xy, wh], axis=1)
+
+    for image in images:
+        num_gt = int(rng.integers(1, 14))
+        gt = random_boxes(num_gt)
+        gt_classes = rng.integers(1, num_classes + 1, size=num_gt)
+        crowd = rng.random(num_gt) < 0.02
+        for box, cls, is_crowd in zip(gt, gt_classes, crowd):
+            annotations.append({"id": len(annotations) + 1, "image_id": image["id"], "category_id": int(cls),
+                                "bbox": box.round(2).tolist(), "area": float(box[2] * box[3]),
+                                "iscrowd": int(is_crowd)})  # fmt: skip
+        num_hits = min(dets_per_image, 3 * num_gt)
+        source = rng.integers(0, num_gt, size=num_hits)
+        hits = gt[source] + rng.normal(0, 0.08, size=(num_hits, 4)) * np.repeat(gt[source, 2:], 2, axis=1)
+        hits[:, 2:] = np.maximum(hits[:, 2:], 1.0)
+        hit_classes = np.where(
+            rng.random(num_hits) < 0.8, gt_classes[source], rng.integers(1, num_classes + 1, size=num_hits)
+        )
+        misses = random_boxes(dets_per_image - num_hits)
+        boxes = np.concatenate([hits, misses])
+        classes = np.concatenate([hit_classes, rng.integers(1, num_classes + 1, size=len(misses))])
+        scores = np.concatenate([rng.uniform(0.3, 1.0, num_hits), rng.uniform(0.0, 0.5, len(misses))])
+        for box, cls, score in zip(boxes.round(2).tolist(), classes.tolist(), scores.round(5).tolist()):
+            detections.append({"image_id": image["id"], "category_id": cls, "bbox": box, "score": score})
+    return {"images": images, "annotations": annotations, "categories": categories}, detections
+
+
+def bench_coco_eval(args) -> dict:
+    from pycocotools.coco import COCO
+
+    from detrex.evaluation.coco_evaluation import evaluate_predictions_on_coco
+
+    dataset, detections = synthetic_coco_detections(args.num_images)
+    coco_gt = COCO()
+    coco_gt.dataset = dataset
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt.createIndex()
+    result = {"num_images": args.num_images, "num_detections": len(detections)}
+    backends = {"pycocotools": False}
+    if importlib.util.find_spec("faster_coco_eval") is not None:
+        backends["faster_coco_eval"] = True
+    stats = {}
+    for name, fast in backends.items():
+        start = time.perf_counter()
+        stats[name] = evaluate_predictions_on_coco(coco_gt, detections, use_fast_impl=fast).stats[:12] * 100
+        result[f"{name}_s"] = time.perf_counter() - start
+        result[f"{name}_AP"] = float(stats[name][0])
+    if len(stats) == 2:
+        result["speedup"] = result["pycocotools_s"] / result["faster_coco_eval_s"]
+        result["max_abs_diff_ap_points"] = float(
+            np.abs(stats["pycocotools"] - stats["faster_coco_eval"]).max()
+        )
+    return result
+
+
 def format_table(results: dict) -> str:
     rows = []
     for task, metrics in results.items():
@@ -276,6 +363,8 @@ def run_tasks(cfg, args, tasks: tuple[str, ...], device: str) -> dict:
     def autocast():
         return torch.autocast(device_type, dtype=torch.bfloat16) if args.amp else nullcontext()
 
+    if device_type == "cpu":
+        keep_cpu_memory_mapped()  # as tools/train_net.py on the CPU (DETREX_CPU_MALLOC=default: glibc's)
     model = instantiate(cfg.model).to(device) if set(tasks) & {"eval", "train"} else None
     if model is not None and args.compile:
         torch._inductor.config.freezing = True  # inference graphs: weights as constants, pre-packed convs
@@ -304,10 +393,20 @@ def main(argv: list[str] | None = None) -> dict:
             args.train_size = [parse_size(s, "--train-size") for s in args.train_size.split(",")]
     except ValueError as e:
         parser.error(str(e))
-    if not os.path.isfile(args.config_file):
-        parser.error(f"--config-file {args.config_file!r}: no such file")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.task in EXTRA_TASKS:
+        if args.num_images < 1:
+            parser.error(f"need --num-images >= 1, got {args.num_images}")
+        results = {args.task: bench_coco_eval(args)}
+        print(format_table(results))
+        summary = {"device": cpu_name(), "cpu_count": os.cpu_count(), "results": results}
+        _write_summary(summary, args.output)
+        return summary
+    if args.config_file is None:
+        parser.error(f"--task {args.task} needs --config-file")
+    if not os.path.isfile(args.config_file):
+        parser.error(f"--config-file {args.config_file!r}: no such file")
     cfg = LazyConfig.load(args.config_file)
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
     device = OmegaConf.select(cfg, "train.device", default="cpu") or "cpu"
@@ -325,17 +424,22 @@ def main(argv: list[str] | None = None) -> dict:
         "threads": torch.get_num_threads(),
         "amp": "bfloat16" if args.amp else None,
         "compile": args.compile,
+        "cpu_malloc": os.environ.get("DETREX_CPU_MALLOC", "tuned"),
         "isolated": args.isolate,
         "num_iter": args.num_iter,
         "warmup": args.warmup,
         "results": results,
     }
-    if args.output:
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        with open(args.output, "w") as f:
-            json.dump(summary, f, indent=2)
-        print(f"wrote {args.output}")
+    _write_summary(summary, args.output)
     return summary
+
+
+def _write_summary(summary: dict, output: str | None) -> None:
+    if output:
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+        with open(output, "w") as f:
+            json.dump(summary, f, indent=2)
+        print(f"wrote {output}")
 
 
 if __name__ == "__main__":

@@ -153,3 +153,20 @@ def test_benchmark_synthetic_train_batch_and_isolated_tasks(tmp_path):
     )  # fmt: skip
     train = summary["results"]["train"]
     assert summary["isolated"] and train["batch_size"] == 2 and train["process_peak_rss_mb"] > 0
+
+
+def test_benchmark_coco_eval_task_compares_both_backends(tmp_path):
+    """`--task coco_eval` times both evaluation backends on synthetic COCO-like detections, needs no config
+    and reports matching AP."""
+    bench = _load_benchmark_script()
+    dataset, detections = bench.synthetic_coco_detections(20, dets_per_image=30)
+    assert len(dataset["images"]) == 20 and len(detections) == 20 * 30
+    assert {d["image_id"] for d in detections} == {im["id"] for im in dataset["images"]}
+    summary = bench.main(["--task", "coco_eval", "--num-images", "40", "--output", str(tmp_path / "e.json")])
+    result = summary["results"]["coco_eval"]
+    assert result["num_images"] == 40 and result["num_detections"] == 40 * 100
+    assert 5 < result["pycocotools_AP"] < 95 and result["pycocotools_s"] > 0
+    if importlib.util.find_spec("faster_coco_eval") is not None:
+        assert result["max_abs_diff_ap_points"] <= 0.01
+    with pytest.raises(SystemExit):
+        bench.main(["--task", "eval"])  # model tasks still need a config
