@@ -80,9 +80,11 @@ def _folded_weight_and_bias(conv: nn.Conv2d, norm: FrozenBatchNorm2d | None):
 
 
 def _use_memory_saving_fold(conv: nn.Conv2d, x: torch.Tensor, norm: FrozenBatchNorm2d) -> bool:
-    """Training a bias-free conv in the norm's dtype (not under autocast): use _ConvFrozenNorm."""
+    """Training a bias-free conv in the norm's dtype (not under autocast): use _ConvFrozenNorm. Not while
+    tracing: a custom autograd Function is opaque to flop counters and exporters, plain ops are not."""
     return (
-        conv.weight.requires_grad
+        not torch.jit.is_tracing()
+        and conv.weight.requires_grad
         and torch.is_grad_enabled()
         and conv.bias is None
         and conv.padding_mode == "zeros"

@@ -78,3 +78,20 @@ def test_bad_arguments(argv, message, script, capsys):
     with pytest.raises(SystemExit) as e:
         script("tools/analyze_model.py").main(argv)
     assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_flop_count_sees_trainable_frozen_norm_convs(grad):
+    """A trainable conv + FrozenBN (the memory-saving autograd Function in training) is counted as a plain
+    convolution when traced, with and without autograd: one multiply-add per weight per output pixel."""
+    from fvcore.nn import FlopCountAnalysis
+
+    from detrex.layers import Conv2d, FrozenBatchNorm2d
+
+    conv = Conv2d(8, 16, 3, padding=1, bias=False, norm=FrozenBatchNorm2d(16))
+    x = torch.randn(1, 8, 12, 10)
+    with torch.set_grad_enabled(grad):
+        flops = FlopCountAnalysis(conv, (x,))
+        flops.unsupported_ops_warnings(False)
+        assert flops.by_operator()["conv"] == 16 * 8 * 9 * 12 * 10
+        assert not any("PythonOp" in op for op in flops.unsupported_ops())
