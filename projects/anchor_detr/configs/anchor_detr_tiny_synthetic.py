@@ -23,10 +23,10 @@ lr_multiplier = L(WarmupParamScheduler)(
 train.device = "cpu"  # the quickstart must run anywhere; train.device=cuda trains it on a GPU
 train.init_checkpoint = ""  # from scratch: no ImageNet weights for this backbone
 train.output_dir = "./output/anchor_detr_tiny_synthetic"
-train.max_iter = 1000
-train.eval_period = 250
+train.max_iter = 2000
+train.eval_period = 400
 train.log_period = 20
-train.checkpointer.period = 500
+train.checkpointer.period = 1000
 train.clip_grad.enabled = True
 train.clip_grad.params.max_norm = 0.1
 train.clip_grad.params.norm_type = 2
