@@ -51,7 +51,7 @@ setup(
         "orjson",  # 2x faster parsing of the 450 MB COCO train json; the standard json module is the fallback
     ],
     extras_require={
-        "dev": ["pytest>=7", "pytest-xdist", "ruff>=0.4", "onnx", "onnxruntime"],
+        "dev": ["pytest>=7", "pytest-xdist", "ruff>=0.4", "onnx", "onnxruntime", "faster-coco-eval>=1.6"],
         "test": ["pytest>=7", "pytest-xdist", "ruff>=0.4"],
         # COCOEvaluator(use_fast_impl=True): same AP as pycocotools, ~4x faster (docs/performance.md)
         "fast": ["faster-coco-eval>=1.6"],
