@@ -85,3 +85,29 @@ def test_optim_config_adamw():
     assert lrs == pytest.approx([1e-5, 1e-4])  # base_lr follows optimizer.lr through ${..lr}
     assert {g["weight_decay"] for g in opt.param_groups} == {0.0, 0.1}
     assert opt.defaults["betas"] == (0.9, 0.999)
+
+
+def test_config_adamw_is_fused_and_matches_the_loop_implementation():
+    """configs/common/optim.py's AdamW uses the fused kernel (torch >= 2.4): same updates as the
+    per-parameter loop, float rounding aside, over a few steps with several parameter groups."""
+    cfg = LazyConfig.load("configs/common/optim.py")
+    if tuple(int(v) for v in torch.__version__.split(".")[:2]) < (2, 4):
+        pytest.skip("fused AdamW on the CPU needs torch >= 2.4")
+    models = [Toy(), Toy()]
+    models[1].load_state_dict(models[0].state_dict())
+    cfg.AdamW.params.model = models[0]
+    cfg.AdamW.params.lr_factor_func = lambda name: 0.1 if "backbone" in name else 1
+    fused = instantiate(cfg.AdamW)
+    assert all(group["fused"] for group in fused.param_groups)
+    cfg.AdamW.params.model = models[1]
+    cfg.AdamW.fused = False
+    loop = instantiate(cfg.AdamW)
+    x = torch.randn(2, 3, 5, 5)
+    for _ in range(3):
+        for model, opt in zip(models, (fused, loop)):
+            opt.zero_grad()
+            feats = model.backbone(x).mean((2, 3))
+            model.head(model.norm(model.proj(feats))).square().sum().backward()
+            opt.step()
+    for (name, a), b in zip(models[0].named_parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=name)
