@@ -1,26 +1,11 @@
 # An Anchor-DETR small enough to train from scratch on 2 CPU cores (the synthetic-shapes quickstart):
-# a narrow ResNet-18-style backbone with trainable BatchNorm (detectron2 layout), stride-16 features,
+# the narrow ResNet-18-style backbone of configs/common/models/resnet_tiny.py (trainable BN, stride 16),
 # a 128-dim transformer with 2 encoder and 3 decoder layers, 10 anchor points x 3 patterns.
-from detrex.config import LazyCall as L
-from detrex.modeling.backbone import BasicBlock, BasicStem, ResNet, make_stage
+from detrex.config import get_config
 
 from .anchor_detr_r50 import model
 
-model.backbone = L(ResNet)(
-    # No ImageNet weights offline: every layer trains, so norms are trainable BN, nothing is frozen.
-    stem=L(BasicStem)(in_channels=3, out_channels=32, norm="BN"),
-    stages=[
-        L(make_stage)(block_class=BasicBlock, num_blocks=2, in_channels=32, out_channels=32, norm="BN"),
-        L(make_stage)(
-            block_class=BasicBlock, num_blocks=2, in_channels=32, out_channels=64, first_stride=2, norm="BN"
-        ),
-        L(make_stage)(
-            block_class=BasicBlock, num_blocks=2, in_channels=64, out_channels=128, first_stride=2, norm="BN"
-        ),
-    ],
-    out_features=["res4"],  # stride 16: 7-12 feature pixels per side on the quickstart's 112-192 px inputs
-    freeze_at=0,
-)
+model.backbone = get_config("common/models/resnet_tiny.py").backbone  # stride 16, 128 channels
 model.in_features = ["res4"]
 model.in_channels = 128
 model.embed_dim = 128
