@@ -31,9 +31,7 @@ activations, libraries) is comparable with a separate script's ru_maxrss.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
-import io
 import json
 import os
 import platform
@@ -53,6 +51,7 @@ from tqdm import tqdm
 
 from detrex.config import LazyConfig, instantiate
 from detrex.engine.launch import check_device
+from detrex.layers import box_cxcywh_to_xyxy
 from detrex.structures import Boxes, Instances
 from detrex.utils.env import keep_cpu_memory_mapped
 
@@ -189,9 +188,7 @@ def synthetic_train_batch(sizes: list[tuple[int, int]], num_classes: int = 80) -
     batch = []
     for i, (h, w) in enumerate(sizes):
         labels, cxcywh = targets[i % 2]
-        cx, cy, bw, bh = torch.tensor(cxcywh).unbind(-1)
-        xyxy = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], -1)
-        xyxy = xyxy * torch.tensor([w, h, w, h])  # pixels of the (h, w) image
+        xyxy = box_cxcywh_to_xyxy(torch.tensor(cxcywh)) * torch.tensor([w, h, w, h])  # pixels of (h, w)
         instances = Instances((h, w), gt_boxes=Boxes(xyxy), gt_classes=torch.tensor(labels))
         image = torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=generator)
         batch.append({"image": image, "height": h, "width": w, "image_id": i, "instances": instances})
@@ -292,15 +289,10 @@ def synthetic_coco_detections(
 
 
 def bench_coco_eval(args) -> dict:
-    from pycocotools.coco import COCO
-
-    from detrex.evaluation.coco_evaluation import evaluate_predictions_on_coco
+    from detrex.evaluation.coco_evaluation import coco_from_dict, evaluate_predictions_on_coco
 
     dataset, detections = synthetic_coco_detections(args.num_images)
-    coco_gt = COCO()
-    coco_gt.dataset = dataset
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt.createIndex()
+    coco_gt = coco_from_dict(dataset)
     result = {"num_images": args.num_images, "num_detections": len(detections)}
     backends = {"pycocotools": False}
     if importlib.util.find_spec("faster_coco_eval") is not None:

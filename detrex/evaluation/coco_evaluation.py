@@ -170,7 +170,7 @@ class COCOEvaluator(DatasetEvaluator):
                 cache = os.path.join(self._output_dir, f"{self.dataset_name}_coco_format.json")
                 json_file = convert_to_coco_json(self.dataset_name, cache)
             else:
-                self._coco_gt = _coco_from_dict(convert_to_coco_dict(self.dataset_name))
+                self._coco_gt = coco_from_dict(convert_to_coco_dict(self.dataset_name))
                 return self._coco_gt
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
             self._coco_gt = COCO(json_file)
@@ -193,7 +193,8 @@ class COCOEvaluator(DatasetEvaluator):
             )
 
 
-def _coco_from_dict(dataset: dict) -> COCO:
+def coco_from_dict(dataset: dict) -> COCO:
+    """A pycocotools COCO index over an in-memory COCO-format dict (its index-building chatter silenced)."""
     coco = COCO()
     coco.dataset = dataset
     with contextlib.redirect_stdout(io.StringIO()):
@@ -225,7 +226,7 @@ def evaluate_predictions_on_coco(
         with contextlib.redirect_stdout(io.StringIO()):
             coco_dt = coco_gt.loadRes(copy.deepcopy(coco_results))  # loadRes adds fields in place
     else:  # loadRes cannot take an empty list; an empty result set gives AP 0 where there is ground truth
-        coco_dt = _coco_from_dict({**coco_gt.dataset, "annotations": []})
+        coco_dt = coco_from_dict({**coco_gt.dataset, "annotations": []})
     coco_eval = _eval_class(use_fast_impl)(coco_gt, coco_dt, iou_type)
     coco_eval.params.maxDets = list(max_dets)
     if img_ids is not None:

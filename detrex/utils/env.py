@@ -134,27 +134,30 @@ _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
 _allocator_tuned: bool | None = None
 
 
-def keep_cpu_memory_mapped(enable: bool | None = None) -> bool:
+def keep_cpu_memory_mapped() -> bool:
     """Let glibc's malloc keep freed memory for reuse instead of returning large blocks to the kernel.
 
     By default glibc serves every allocation above 32 MiB with a fresh ``mmap`` and unmaps it on free, so
     each large activation of a CPU forward/backward pays page faults and kernel zeroing of its pages again
-    (on virtual machines a 62 MiB tensor costs ~25 ms to allocate and fill, ~4 ms when its memory is
+    (on the development VM a 62 MiB tensor costs ~25 ms to allocate and fill, ~4 ms when its memory is
     reused). This turns ``mmap`` off for the heap and keeps up to 1 GiB of freed memory at its top, so the
-    next step reuses the pages: CPU train steps of the R50 models ran 4-10% faster, inference 5-8%, with the
-    same peak RSS (docs/performance.md). The process's peak memory is not higher; memory freed late stays
-    reserved for the process, as with PyTorch's CUDA caching allocator.
+    next step reuses the pages. Measured on 2 cores (docs/performance.md): R50 inference 8-9% faster, train
+    step within run-to-run noise, peak RSS 0-8% higher; memory freed late stays reserved for the process,
+    as with PyTorch's CUDA caching allocator.
 
-    Called by ``default_setup`` and the tools for CPU runs. ``DETREX_CPU_MALLOC=default`` (or
-    ``enable=False``) leaves glibc's defaults. Returns whether the tuning is active; a no-op (False) where the
-    C library is not glibc.
+    Called by ``default_setup`` (CPU runs of tools/train_net.py) and tools/benchmark.py. The environment
+    variable ``DETREX_CPU_MALLOC=default`` leaves glibc's defaults. Returns whether the tuning is active:
+    False when turned off, or where the C library is not glibc. Idempotent.
     """
     global _allocator_tuned
-    if enable is None:
-        enable = os.environ.get("DETREX_CPU_MALLOC", "tuned").lower() not in ("default", "0", "off", "false")
-    if not enable or _allocator_tuned is not None:
-        return bool(enable and _allocator_tuned)
-    _allocator_tuned = False
+    if os.environ.get("DETREX_CPU_MALLOC", "tuned").lower() in ("default", "0", "off", "false"):
+        return False
+    if _allocator_tuned is None:
+        _allocator_tuned = _tune_glibc_malloc()
+    return _allocator_tuned
+
+
+def _tune_glibc_malloc() -> bool:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     try:
@@ -162,6 +165,6 @@ def keep_cpu_memory_mapped(enable: bool | None = None) -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    ok = mallopt(_M_MMAP_MAX, 0) and mallopt(_M_TRIM_THRESHOLD, 1 << 30) and mallopt(_M_TOP_PAD, 256 << 20)
-    _allocator_tuned = bool(ok)
-    return _allocator_tuned
+    return bool(
+        mallopt(_M_MMAP_MAX, 0) and mallopt(_M_TRIM_THRESHOLD, 1 << 30) and mallopt(_M_TOP_PAD, 256 << 20)
+    )

@@ -2,9 +2,7 @@
 models: channels-last backbones (default on), bfloat16 autocast, torch.compile, the faster COCO evaluation
 backend, and the benchmark's side-by-side protocol options."""
 
-import contextlib
 import importlib.util
-import io
 
 import numpy as np
 import pytest
@@ -101,37 +99,14 @@ def test_torch_compile_matches_eager():
     assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
 
 
-def _synthetic_coco(num_images: int, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    images, annotations, detections = [], [], []
-    for i in range(num_images):
-        images.append({"id": i, "width": 320, "height": 240, "file_name": f"{i}.jpg"})
-        for _ in range(rng.integers(1, 6)):
-            w, h = rng.uniform(8, 150, size=2)
-            x, y = rng.uniform(0, 320 - w), rng.uniform(0, 240 - h)
-            category = int(rng.integers(1, 4))
-            annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": category,
-                                "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0})  # fmt: skip
-            for _ in range(3):
-                jitter = rng.normal(0, 0.15, 4) * [w, h, w, h]
-                detections.append({"image_id": i, "category_id": category, "score": float(rng.random()),
-                                   "bbox": [x + jitter[0], y + jitter[1], max(w + jitter[2], 1.0),
-                                            max(h + jitter[3], 1.0)]})  # fmt: skip
-    categories = [{"id": c, "name": f"c{c}"} for c in (1, 2, 3)]
-    return {"images": images, "annotations": annotations, "categories": categories}, detections
-
-
 def test_fast_coco_eval_backend_gives_the_same_ap():
     pytest.importorskip("faster_coco_eval")
-    from pycocotools.coco import COCO
+    from detrex.evaluation.coco_evaluation import coco_from_dict, evaluate_predictions_on_coco
 
-    from detrex.evaluation.coco_evaluation import evaluate_predictions_on_coco
-
-    dataset, detections = _synthetic_coco(60)
-    coco_gt = COCO()
-    coco_gt.dataset = dataset
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt.createIndex()
+    dataset, detections = _load_benchmark_script().synthetic_coco_detections(
+        60, num_classes=3, dets_per_image=20
+    )
+    coco_gt = coco_from_dict(dataset)
     stats = {
         fast: evaluate_predictions_on_coco(coco_gt, detections, use_fast_impl=fast).stats[:12] * 100
         for fast in (False, True)
