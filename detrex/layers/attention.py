@@ -15,40 +15,36 @@ class _DropoutAttention(torch.autograd.Function):
     """softmax(q k^T / sqrt(d) + bias) with dropout, times v: the CPU training path with dropout > 0.
 
     scaled_dot_product_attention falls back to its math path there, whose autograd keeps three float
-    copies of the (B, h, Nq, Nk) weights (probabilities, dropout noise, dropped weights). This keeps only
-    the bool dropout mask and recomputes the probabilities in the backward (one more q k^T product and
-    softmax, with the same operations, so they are bit-identical to the forward's).
+    copies of the (B, h, Nq, Nk) weights (probabilities, dropout noise, dropped weights). This keeps the
+    probabilities and the bool dropout mask only (the softmax backward needs the probabilities of dropped
+    entries too). Both scale factors are applied to the narrow tensors (q, the output, the output's
+    gradient), not to the (B, h, Nq, Nk) ones: fewer passes over memory, the same maths up to rounding.
     """
 
     @staticmethod
-    def _probs(q, k, bias, scale):
-        logits = torch.matmul(q, k.transpose(-2, -1)).mul_(scale)  # (B, h, Nq, Nk)
+    def forward(ctx, q, k, v, bias, p):
+        q = q * q.shape[-1] ** -0.5
+        logits = torch.matmul(q, k.transpose(-2, -1))  # (B, h, Nq, Nk)
         if bias is not None:
             logits.add_(bias)  # -inf on padded keys
-        return torch.softmax(logits, dim=-1)
-
-    @staticmethod
-    def forward(ctx, q, k, v, bias, p):
-        scale = q.shape[-1] ** -0.5
-        probs = _DropoutAttention._probs(q, k, bias, scale)
+        probs = torch.softmax(logits, dim=-1)
+        del logits
         drop = ~dropout_keep_mask(probs, p)
-        out = torch.matmul(probs.masked_fill_(drop, 0.0).mul_(1.0 / (1.0 - p)), v)
-        ctx.save_for_backward(q, k, v, bias, drop)
-        ctx.p, ctx.scale = p, scale
+        out = torch.matmul(probs.masked_fill(drop, 0.0), v).mul_(1.0 / (1.0 - p))
+        ctx.save_for_backward(q, k, v, probs, drop)
+        ctx.p = p
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        q, k, v, bias, drop = ctx.saved_tensors
-        keep_scale = 1.0 / (1.0 - ctx.p)
-        probs = _DropoutAttention._probs(q, k, bias, ctx.scale)
-        dropped = probs.masked_fill(drop, 0.0).mul_(keep_scale)
-        grad_v = torch.matmul(dropped.transpose(-2, -1), grad_out)
-        del dropped
-        grad_probs = torch.matmul(grad_out, v.transpose(-2, -1)).masked_fill_(drop, 0.0).mul_(keep_scale)
-        grad_logits = torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype).mul_(ctx.scale)
-        del grad_probs, probs
-        grad_q = torch.matmul(grad_logits, k)
+        q, k, v, probs, drop = ctx.saved_tensors  # q already scaled
+        scale = q.shape[-1] ** -0.5
+        grad_out = grad_out * (1.0 / (1.0 - ctx.p))
+        grad_v = torch.matmul(probs.masked_fill(drop, 0.0).transpose(-2, -1), grad_out)
+        grad_probs = torch.matmul(grad_out, v.transpose(-2, -1)).masked_fill_(drop, 0.0)
+        grad_logits = torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype)
+        del grad_probs
+        grad_q = torch.matmul(grad_logits, k).mul_(scale)
         grad_k = torch.matmul(grad_logits.transpose(-2, -1), q)
         return grad_q, grad_k, grad_v, None, None
 
