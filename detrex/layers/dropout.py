@@ -5,7 +5,7 @@ serially at ~6 ns per element: with dropout 0.1 in every transformer layer this 
 DETR training step. Here the CPU draws the mask from numpy's SFC64 generator (~1 ns per element, seeded for
 each mask by one draw from torch's default generator, so ``torch.manual_seed`` makes it reproducible): each
 element is kept when its own uniform 32-bit integer is below round((1 - p) 2^32), exact for any p to 2^-32.
-Same distribution as ``nn.Dropout``, another random stream. GPUs keep ``bernoulli_`` (parallel there).
+Same distribution as ``nn.Dropout``, another random stream. GPUs and torch.compile keep ``bernoulli_``.
 """
 
 import numpy as np
@@ -17,7 +17,9 @@ __all__ = ["Dropout", "dropout", "dropout_keep_mask", "relu_dropout"]
 
 def dropout_keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
     """bool tensor shaped like ``x``, each element True (kept) with probability 1 - p."""
-    if x.device.type != "cpu":  # GPU generators are counter-based and parallel: bernoulli_ is fast there
+    if x.device.type != "cpu" or torch.compiler.is_compiling():
+        # GPU generators are counter-based and parallel: bernoulli_ is fast there; torch.compile traces it
+        # (numpy's generator would break the graph)
         return torch.empty_like(x, dtype=torch.bool).bernoulli_(1 - p)
     n = x.numel()
     seed = int(torch.empty((), dtype=torch.int64).random_())  # advances torch's default CPU generator

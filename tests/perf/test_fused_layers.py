@@ -161,3 +161,13 @@ def test_ffn_with_relu_matches_the_module_sequence():
     torch.manual_seed(1)
     out = ffn(x)
     assert out.shape == (3, 8) and (out == 0).float().mean() > 0.2  # the output dropout is applied
+
+
+@pytest.mark.slow
+def test_dropout_compiles_into_one_graph():
+    """Under torch.compile the mask comes from bernoulli_ (traceable), not from numpy (a graph break)."""
+    torch.manual_seed(0)
+    compiled = torch.compile(lambda x: dropout_module.dropout(x, 0.5), fullgraph=True)
+    y = compiled(torch.ones(4000))
+    assert set(y.unique().tolist()) <= {0.0, 2.0}
+    assert 0.45 < (y == 0).float().mean().item() < 0.55
