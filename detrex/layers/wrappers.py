@@ -24,12 +24,57 @@ class _ConvFrozenNorm(torch.autograd.Function):
         x, weight, scale = ctx.saved_tensors
         stride, padding, dilation, groups = ctx.conv
         folded = weight * scale.view(-1, 1, 1, 1)
-        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], False]
-        grad_x, grad_folded, _ = torch.ops.aten.convolution_backward(
-            grad_out, x, folded, None, stride, padding, dilation, False, [0, 0], groups, mask
-        )
+        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        by_phases = need_w and _is_3x3_stride2(weight, stride, padding, dilation, groups)
+        mask = [need_x, need_w and not by_phases, False]
+        grad_x = grad_folded = None
+        if any(mask):
+            grad_x, grad_folded, _ = torch.ops.aten.convolution_backward(
+                grad_out, x, folded, None, stride, padding, dilation, False, [0, 0], groups, mask
+            )
+        if by_phases:
+            grad_folded = conv3x3_stride2_weight_grad(grad_out, x)
         grad_w = None if grad_folded is None else grad_folded * scale.view(-1, 1, 1, 1)
         return grad_x, grad_w, None, None, None, None, None, None
+
+
+def _is_3x3_stride2(weight, stride, padding, dilation, groups) -> bool:
+    return (
+        tuple(weight.shape[-2:]) == (3, 3)
+        and tuple(stride) == (2, 2)
+        and tuple(padding) == (1, 1)
+        and tuple(dilation) == (1, 1)
+        and groups == 1
+    )
+
+
+def conv3x3_stride2_weight_grad(grad_out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Weight gradient of ``conv2d(x, w, stride=2, padding=1)`` for a 3x3 ``w`` (groups 1), computed as four
+    stride-1 weight gradients, one per parity phase of the padded input.
+
+    With stride 2, kernel row i only meets padded-input rows of parity i % 2 (and likewise for columns), so
+    the nine taps split into a 2x2, a 2x1, a 1x2 and a 1x1 group, each the weight gradient of a stride-1
+    convolution over one phase: the same products, no zero taps. On the CPU oneDNN's stride-2 weight
+    gradient runs at about half the speed of its stride-1 ones; this costs one extra copy of ``x`` and made
+    the ResNet-50 backbone's forward + backward ~50 ms faster (paired A/B, 2 images 512x640, 2 cores).
+    """
+    c, (h, w) = x.shape[1], x.shape[-2:]
+    out_h, out_w = grad_out.shape[-2:]
+    cl = x.is_contiguous(memory_format=torch.channels_last)
+    layout = torch.channels_last if cl else torch.contiguous_format
+    # padded to 2 * out + 2 rows / columns, so that each phase has out + 1 (parity 0) or out (parity 1) of them
+    padded = torch.nn.functional.pad(x, (1, 2 * out_w + 1 - w, 1, 2 * out_h + 1 - h))
+    grad = x.new_empty(grad_out.shape[1], c, 3, 3)
+    for row_parity in (0, 1):
+        for col_parity in (0, 1):
+            taps_h, rows = (2, out_h + 1) if row_parity == 0 else (1, out_h)
+            taps_w, cols = (2, out_w + 1) if col_parity == 0 else (1, out_w)
+            phase = padded[:, :, row_parity::2, col_parity::2][:, :, :rows, :cols].contiguous(memory_format=layout)
+            kernel = x.new_empty(grad.shape[0], c, taps_h, taps_w)  # only its shape is read
+            grad[:, :, row_parity::2, col_parity::2] = torch.ops.aten.convolution_backward(
+                grad_out, phase, kernel, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [False, True, False]
+            )[1]
+    return grad
 
 
 def conv_norm_forward(

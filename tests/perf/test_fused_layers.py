@@ -73,6 +73,36 @@ def test_conv_frozen_norm_function_gradcheck():
     assert torch.autograd.gradcheck(fn, (x, weight))
 
 
+@pytest.mark.parametrize("size", [(9, 11), (10, 7), (2, 3), (1, 1)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_stride2_weight_grad_by_phases_equals_direct(size, channels_last):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 5, *size, dtype=torch.float64, generator=g)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(6, 5, 3, 3, dtype=torch.float64, generator=g)
+    grad_out = torch.randn_like(F.conv2d(x, weight, None, 2, 1))
+    direct = torch.ops.aten.convolution_backward(
+        grad_out, x, weight, None, [2, 2], [1, 1], [1, 1], False, [0, 0], 1, [False, True, False]
+    )[1]
+    assert_close(wrappers.conv3x3_stride2_weight_grad(grad_out, x), direct)
+
+
+def test_conv_frozen_norm_stride2_3x3_gradcheck():
+    """The 3x3 stride-2 case takes the phase-decomposed weight gradient."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, 7, 8, dtype=torch.float64, generator=g, requires_grad=True)
+    weight = torch.randn(4, 3, 3, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    scale = torch.rand(4, dtype=torch.float64, generator=g) + 0.5
+    shift = torch.randn(4, dtype=torch.float64, generator=g)
+
+    def fn(x, weight):
+        return wrappers._ConvFrozenNorm.apply(x, weight, scale, shift, (2, 2), (1, 1), (1, 1), 1)
+
+    assert torch.autograd.gradcheck(fn, (x, weight))
+    assert torch.autograd.gradcheck(lambda w: fn(x.detach(), w), (weight,))  # no input gradient asked
+
+
 def test_mkldnn_fusion_is_used_for_cpu_inference_only(monkeypatch):
     if not wrappers._mkldnn.available:
         pytest.skip("this PyTorch build has no oneDNN fused convolution")
