@@ -126,6 +126,7 @@ def _init_and_run(local_rank, job, backend, device, timeout, main_func, args) ->
     comm.create_local_process_group(job["local_size"])  # for comm.get_local_rank()
     comm.synchronize()  # all ranks are up before any collective with a timeout starts
     main_func(*args)
+    comm.synchronize()  # tear the group down together: a rank leaving while a peer still works can abort it
     dist.destroy_process_group()
 
 

@@ -106,6 +106,7 @@ def _rank_main(rank, world_size, init_file, out_dir):
     result["test"] = [i for b in test for i in b]
     with open(f"{out_dir}/rank{rank}.pkl", "wb") as f:
         pickle.dump(result, f)
+    dist.barrier()  # tear gloo down together (a rank leaving early can abort its peer)
     dist.destroy_process_group()
 
 

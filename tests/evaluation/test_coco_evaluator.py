@@ -163,6 +163,7 @@ def _rank_main(rank, world_size, init_file, json_file, out_dir):
     evaluator.process(inputs[mine], outputs[mine])
     with open(f"{out_dir}/rank{rank}.pkl", "wb") as f:
         pickle.dump(evaluator.evaluate(), f)
+    dist.barrier()  # rank 1 returns first; tearing gloo down while rank 0 still works aborted it now and then
     dist.destroy_process_group()
 
 
