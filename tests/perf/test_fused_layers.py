@@ -60,7 +60,8 @@ def test_folded_conv_equals_conv_then_norm(channels_last):
         assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
-def test_conv_frozen_norm_function_gradcheck():
+@pytest.mark.parametrize("stride, padding", [((2, 1), (1, 2)), ((2, 2), (1, 1))])  # 2nd: weight grad by phases
+def test_conv_frozen_norm_function_gradcheck(stride, padding):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, 9, 8, dtype=torch.float64, generator=g, requires_grad=True)
     weight = torch.randn(5, 3, 3, 3, dtype=torch.float64, generator=g, requires_grad=True)
@@ -68,9 +69,10 @@ def test_conv_frozen_norm_function_gradcheck():
     shift = torch.randn(5, dtype=torch.float64, generator=g)
 
     def fn(x, weight):
-        return wrappers._ConvFrozenNorm.apply(x, weight, scale, shift, (2, 1), (1, 2), (1, 1), 1)
+        return wrappers._ConvFrozenNorm.apply(x, weight, scale, shift, stride, padding, (1, 1), 1)
 
     assert torch.autograd.gradcheck(fn, (x, weight))
+    assert torch.autograd.gradcheck(lambda w: fn(x.detach(), w), (weight,))  # no input gradient asked
 
 
 @pytest.mark.parametrize("size", [(9, 11), (10, 7), (2, 3), (1, 1)])
@@ -86,21 +88,6 @@ def test_stride2_weight_grad_by_phases_equals_direct(size, channels_last):
         grad_out, x, weight, None, [2, 2], [1, 1], [1, 1], False, [0, 0], 1, [False, True, False]
     )[1]
     assert_close(wrappers.conv3x3_stride2_weight_grad(grad_out, x), direct)
-
-
-def test_conv_frozen_norm_stride2_3x3_gradcheck():
-    """The 3x3 stride-2 case takes the phase-decomposed weight gradient."""
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(2, 3, 7, 8, dtype=torch.float64, generator=g, requires_grad=True)
-    weight = torch.randn(4, 3, 3, 3, dtype=torch.float64, generator=g, requires_grad=True)
-    scale = torch.rand(4, dtype=torch.float64, generator=g) + 0.5
-    shift = torch.randn(4, dtype=torch.float64, generator=g)
-
-    def fn(x, weight):
-        return wrappers._ConvFrozenNorm.apply(x, weight, scale, shift, (2, 2), (1, 1), (1, 1), 1)
-
-    assert torch.autograd.gradcheck(fn, (x, weight))
-    assert torch.autograd.gradcheck(lambda w: fn(x.detach(), w), (weight,))  # no input gradient asked
 
 
 def test_mkldnn_fusion_is_used_for_cpu_inference_only(monkeypatch):
