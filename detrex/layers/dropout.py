@@ -17,6 +17,7 @@ __all__ = ["Dropout", "dropout", "dropout_keep_mask", "relu_dropout"]
 
 def dropout_keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
     """bool tensor shaped like ``x``, each element True (kept) with probability 1 - p."""
+    _check_probability(p)
     if x.device.type != "cpu" or torch.compiler.is_compiling():
         # GPU generators are counter-based and parallel: bernoulli_ is fast there; torch.compile traces it
         # (numpy's generator would break the graph)
@@ -28,8 +29,14 @@ def dropout_keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
     return torch.from_numpy(keep).view(x.shape)
 
 
+def _check_probability(p: float) -> None:
+    if not 0.0 <= p <= 1.0:  # as F.dropout: out of range, the threshold below would wrap or saturate silently
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+
+
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """``F.dropout(x, p, training)`` whose autograd saves only a bool mask."""
+    _check_probability(p)
     if not training or p == 0.0:
         return x
     if p == 1.0:

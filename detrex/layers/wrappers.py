@@ -60,8 +60,8 @@ def conv3x3_stride2_weight_grad(grad_out: torch.Tensor, x: torch.Tensor) -> torc
     """
     c, (h, w) = x.shape[1], x.shape[-2:]
     out_h, out_w = grad_out.shape[-2:]
-    cl = x.is_contiguous(memory_format=torch.channels_last)
-    layout = torch.channels_last if cl else torch.contiguous_format
+    channels_last = x.is_contiguous(memory_format=torch.channels_last)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
     # padded to 2 * out + 2 rows / columns, so that each phase has out + 1 (parity 0) or out (parity 1) of them
     padded = torch.nn.functional.pad(x, (1, 2 * out_w + 1 - w, 1, 2 * out_h + 1 - h))
     grad = x.new_empty(grad_out.shape[1], c, 3, 3)

@@ -114,7 +114,7 @@ def test_dropout_keep_mask_rate_and_independence():
     masks = masks.float()
     assert abs(masks.mean().item() - 0.7) < 0.005  # 400k draws: std 0.0007
     even_odd = torch.corrcoef(torch.stack([masks[:, 0::2].flatten(), masks[:, 1::2].flatten()]))
-    assert abs(even_odd[0, 1].item()) < 0.01  # the two halves of one random int64 are independent
+    assert abs(even_odd[0, 1].item()) < 0.01  # the two 32-bit halves of one random word are independent
     torch.manual_seed(3)  # the CPU masks follow torch's default generator
     first = dropout_module.dropout_keep_mask(torch.empty(5000), 0.1)
     second = dropout_module.dropout_keep_mask(torch.empty(5000), 0.1)
@@ -127,6 +127,11 @@ def test_dropout_keep_mask_rate_and_independence():
     y.sum().backward()
     assert_close(x.grad, y.detach())  # gradient = mask / (1 - p)
     assert dropout_module.dropout(x, 0.25, training=False) is x
+    for p in (-0.1, 1.5):  # the same error as F.dropout, also where no mask is drawn
+        with pytest.raises(ValueError, match="between 0 and 1"):
+            dropout_module.dropout(x, p, training=False)
+        with pytest.raises(ValueError, match="between 0 and 1"):
+            dropout_module.dropout_keep_mask(x, p)
 
 
 def test_relu_dropout_matches_reference_and_gradcheck(monkeypatch):
