@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dropout import Dropout, dropout_keep_mask
+from .dropout import Dropout, apply_keep_mask, dropout_keep_mask
 
 
 class _DropoutAttention(torch.autograd.Function):
@@ -29,19 +29,21 @@ class _DropoutAttention(torch.autograd.Function):
             logits.add_(bias)  # -inf on padded keys
         probs = torch.softmax(logits, dim=-1)
         del logits
-        drop = ~dropout_keep_mask(probs, p)
-        out = torch.matmul(probs.masked_fill(drop, 0.0), v).mul_(1.0 / (1.0 - p))
-        ctx.save_for_backward(q, k, v, probs, drop)
+        keep = dropout_keep_mask(probs, p)
+        out = torch.matmul(apply_keep_mask(probs, keep), v).mul_(1.0 / (1.0 - p))
+        ctx.save_for_backward(q, k, v, probs, keep)
         ctx.p = p
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        q, k, v, probs, drop = ctx.saved_tensors  # q already scaled
+        q, k, v, probs, keep = ctx.saved_tensors  # q already scaled
         scale = q.shape[-1] ** -0.5
         grad_out = grad_out * (1.0 / (1.0 - ctx.p))
-        grad_v = torch.matmul(probs.masked_fill(drop, 0.0).transpose(-2, -1), grad_out)
-        grad_probs = torch.matmul(grad_out, v.transpose(-2, -1)).masked_fill_(drop, 0.0)
+        kept = keep.view(torch.uint8).to(probs.dtype)  # 1.0 kept / 0.0 dropped, as apply_keep_mask
+        grad_v = torch.matmul((probs * kept).transpose(-2, -1), grad_out)
+        grad_probs = torch.matmul(grad_out, v.transpose(-2, -1)).mul_(kept)
+        del kept
         grad_logits = torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype)
         del grad_probs
         grad_q = torch.matmul(grad_logits, k).mul_(scale)

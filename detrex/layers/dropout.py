@@ -6,13 +6,17 @@ DETR training step. Here the CPU draws the mask from numpy's SFC64 generator (~1
 each mask by one draw from torch's default generator, so ``torch.manual_seed`` makes it reproducible): each
 element is kept when its own uniform 32-bit integer is below round((1 - p) 2^32), exact for any p to 2^-32.
 Same distribution as ``nn.Dropout``, another random stream. GPUs and torch.compile keep ``bernoulli_``.
+
+The mask is applied as a product with its float copy (``x * mask``, as ``F.dropout`` does): converting the
+bool mask through a uint8 view is a vectorized cast, while ``torch.where`` and bool-to-float casts run
+element by element on the CPU (1.3M elements on 2 cores: 0.3 ms instead of 1.1 ms).
 """
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Dropout", "dropout", "dropout_keep_mask", "relu_dropout"]
+__all__ = ["Dropout", "apply_keep_mask", "dropout", "dropout_keep_mask", "relu_dropout"]
 
 
 def dropout_keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
@@ -34,6 +38,12 @@ def _check_probability(p: float) -> None:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
 
 
+def apply_keep_mask(x: torch.Tensor, keep: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """``x`` where ``keep`` is True, 0 elsewhere, times ``scale`` (a new tensor): ``x * keep * scale``."""
+    out = x * keep.view(torch.uint8).to(x.dtype)  # bool -> uint8 view: a vectorized cast
+    return out if scale == 1.0 else out.mul_(scale)
+
+
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """``F.dropout(x, p, training)`` whose autograd saves only a bool mask."""
     _check_probability(p)
@@ -41,8 +51,23 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
         return x
     if p == 1.0:
         return x * 0.0
-    keep = dropout_keep_mask(x, p)
-    return torch.where(keep, x, 0.0).mul_(1.0 / (1.0 - p))  # where's backward needs only `keep`
+    return _Dropout.apply(x, p)
+
+
+class _Dropout(torch.autograd.Function):
+    """x * mask / (1 - p), keeping the bool mask (not a float one) for the backward."""
+
+    @staticmethod
+    def forward(ctx, x, p):
+        keep = dropout_keep_mask(x, p)
+        ctx.save_for_backward(keep)
+        ctx.keep_scale = 1.0 / (1.0 - p)
+        return apply_keep_mask(x, keep, ctx.keep_scale)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (keep,) = ctx.saved_tensors
+        return apply_keep_mask(grad_out, keep, ctx.keep_scale), None
 
 
 class _ReluDropout(torch.autograd.Function):
@@ -52,14 +77,15 @@ class _ReluDropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, p):
         ctx.keep_scale = 1.0 / (1.0 - p)
-        out = torch.where(dropout_keep_mask(x, p), x, 0.0).relu_().mul_(ctx.keep_scale)
+        out = apply_keep_mask(x, dropout_keep_mask(x, p), ctx.keep_scale).relu_()  # mask scale >= 0
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         (out,) = ctx.saved_tensors
-        return torch.where(out > 0, grad_out * ctx.keep_scale, 0.0), None
+        # ReLU's own backward kernel: grad_out where out > 0, else 0 (vectorized, unlike torch.where)
+        return torch.ops.aten.threshold_backward(grad_out, out, 0).mul_(ctx.keep_scale), None
 
 
 def relu_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:

@@ -134,12 +134,27 @@ def test_dropout_keep_mask_rate_and_independence():
             dropout_module.dropout_keep_mask(x, p)
 
 
-def test_relu_dropout_matches_reference_and_gradcheck(monkeypatch):
+def test_relu_dropout_and_dropout_match_reference_and_gradcheck(monkeypatch):
     masks = _fixed_masks(monkeypatch, dropout_module)
     x = torch.randn(6, 7, dtype=torch.float64, requires_grad=True)
     out = dropout_module.relu_dropout(x, 0.3)
     assert_close(out, torch.relu(x) * masks[x.shape] / 0.7)
     assert torch.autograd.gradcheck(lambda x: dropout_module._ReluDropout.apply(x, 0.3), (x,))
+    out = dropout_module.dropout(x, 0.3)
+    assert_close(out, x * masks[x.shape] / 0.7)
+    assert torch.autograd.gradcheck(lambda x: dropout_module.dropout(x, 0.3), (x,))
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        dropout_module.dropout(x, 0.3)
+    assert [t.dtype for t in saved] == [torch.bool]  # the mask only, 1 byte per element
+
+
+def test_apply_keep_mask_matches_where():
+    x = torch.randn(3, 1000).to(torch.bfloat16)
+    keep = torch.rand(3, 1000) > 0.4
+    assert torch.equal(dropout_module.apply_keep_mask(x, keep), torch.where(keep, x, 0.0))
+    assert torch.equal(dropout_module.apply_keep_mask(x, keep, 2.5), torch.where(keep, x, 0.0) * 2.5)
+    assert dropout_module.apply_keep_mask(x, keep).dtype == torch.bfloat16
 
 
 def test_dropout_attention_matches_reference_and_gradcheck(monkeypatch):
