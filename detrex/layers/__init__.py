@@ -9,7 +9,7 @@ from .misc import inverse_sigmoid
 from .mlp import FFN, MLP
 from .position_embedding import PositionEmbeddingSine, get_sine_pos_embed
 from .transformer import TransformerEncoderLayer, get_clones
-from .wrappers import Conv2d, conv_norm_forward
+from .wrappers import Conv2d, conv_norm_forward, conv_weights_channels_last
 
 __all__ = [
     "Conv2d",
@@ -25,6 +25,7 @@ __all__ = [
     "box_iou",
     "box_xyxy_to_cxcywh",
     "conv_norm_forward",
+    "conv_weights_channels_last",
     "relu_dropout",
     "generalized_box_iou",
     "get_clones",

@@ -64,7 +64,9 @@ def conv3x3_stride2_weight_grad(grad_out: torch.Tensor, x: torch.Tensor) -> torc
     layout = torch.channels_last if channels_last else torch.contiguous_format
     # padded to 2 * out + 2 rows / columns, so that each phase has out + 1 (parity 0) or out (parity 1) of them
     padded = torch.nn.functional.pad(x, (1, 2 * out_w + 1 - w, 1, 2 * out_h + 1 - h))
-    grad = x.new_empty(grad_out.shape[1], c, 3, 3)
+    # in the layout convolution_backward gives (and conv_weights_channels_last the parameter): no copy in
+    # the gradient accumulation
+    grad = torch.empty(grad_out.shape[1], c, 3, 3, dtype=x.dtype, device=x.device, memory_format=layout)
     for row_parity in (0, 1):
         for col_parity in (0, 1):
             taps_h, rows = (2, out_h + 1) if row_parity == 0 else (1, out_h)
@@ -75,6 +77,22 @@ def conv3x3_stride2_weight_grad(grad_out: torch.Tensor, x: torch.Tensor) -> torc
                 grad_out, phase, kernel, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [False, True, False]
             )[1]
     return grad
+
+
+def conv_weights_channels_last(module: nn.Module) -> nn.Module:
+    """Store the weights of ``module``'s 2-d convolutions in channels-last memory format (same shapes and
+    values), the layout that oneDNN and cuDNN take when the activations are channels-last.
+
+    Otherwise every convolution of a channels-last network copies its (folded) k x k weight to that layout,
+    forward and backward, and the weight gradient, which comes back channels-last, is copied to the
+    parameter's layout when it is accumulated: four copies per trainable 3x3 weight and step (~10 ms for one
+    512-channel 3x3 weight on 2 CPU cores). 1x1 weights have the same strides in both layouts.
+    ``module.to(...)``, optimizers and ``load_state_dict`` keep the layout. Returns ``module``.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d) and m.weight.dim() == 4:
+            m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
+    return module
 
 
 def conv_norm_forward(

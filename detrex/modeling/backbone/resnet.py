@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detrex.layers import Conv2d, FrozenBatchNorm2d, get_norm
+from detrex.layers import Conv2d, FrozenBatchNorm2d, conv_weights_channels_last, get_norm
 
 BLOCKS_PER_STAGE = {
     18: [2, 2, 2, 2],
@@ -140,7 +140,8 @@ class ResNet(nn.Module):
         freeze_at: freeze the stem (1) and the first ``freeze_at - 1`` stages: their parameters stop
             training and their BatchNorms become FrozenBatchNorm2d. 0 freezes nothing.
         channels_last: run the convolutions in channels-last memory format (NHWC strides; shapes are
-            unchanged), the fast layout of oneDNN and cuDNN. Outputs are then channels-last too.
+            unchanged), the fast layout of oneDNN and cuDNN. Outputs are then channels-last too, and so
+            are the stored convolution weights (see ``detrex.layers.conv_weights_channels_last``).
     """
 
     def __init__(
@@ -173,6 +174,8 @@ class ResNet(nn.Module):
             self._out_feature_strides[name] = stride
             self._out_feature_channels[name] = blocks[-1].out_channels
         self.freeze(freeze_at)
+        if channels_last:
+            conv_weights_channels_last(self)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """x: (B, 3, H, W) normalised images -> {name: (B, C, H / stride, W / stride)}."""

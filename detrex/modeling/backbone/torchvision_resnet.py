@@ -14,7 +14,7 @@ from torch import nn
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.resnet import Bottleneck
 
-from detrex.layers import FrozenBatchNorm2d, conv_norm_forward
+from detrex.layers import FrozenBatchNorm2d, conv_norm_forward, conv_weights_channels_last
 
 __all__ = ["TorchvisionResNet"]
 
@@ -43,7 +43,8 @@ class TorchvisionResNet(nn.Module):
         frozen_bn: FrozenBatchNorm2d (fixed statistics and affine, no `num_batches_tracked` key)
             instead of trainable BatchNorm2d. Frozen norms are folded into the convolutions.
         channels_last: run the convolutions in channels-last memory format (NHWC strides; shapes are
-            unchanged), the fast layout of oneDNN and cuDNN. Outputs are then channels-last too.
+            unchanged), the fast layout of oneDNN and cuDNN. Outputs are then channels-last too, and so
+            are the stored convolution weights (see ``detrex.layers.conv_weights_channels_last``).
     """
 
     def __init__(
@@ -74,6 +75,8 @@ class TorchvisionResNet(nn.Module):
                 param.requires_grad_(False)
         # Keeps the modules up to the last requested stage (avgpool and fc are dropped).
         self.body = IntermediateLayerGetter(resnet, return_layers=return_layers)
+        if channels_last:
+            conv_weights_channels_last(self.body)
 
         expansion = 4 if _DEPTHS[name] >= 50 else 1
         self._out_shapes = {}
