@@ -108,9 +108,10 @@ def conv_norm_forward(
     A FrozenBatchNorm2d is folded into the convolution (weight x scale, bias x scale + shift), so the
     output is written once instead of three times; the maths is the same, also for gradients, and the
     outputs differ from the unfolded order of operations by float rounding only (~1e-7 relative). In CPU
-    inference the residual sum and the ReLU are fused into oneDNN's convolution as well.
+    inference, and in the frozen layers of a training backbone, the residual sum and the ReLU are fused into
+    oneDNN's convolution as well.
     """
-    if _mkldnn_fusable(conv, norm, x):
+    if _mkldnn_fusable(conv, norm, x, residual):
         weight, bias = _folded_weight_and_bias(conv, norm)
         args = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
         if residual is None:
@@ -172,15 +173,18 @@ class _MkldnnOps:
 _mkldnn = _MkldnnOps()
 
 
-def _mkldnn_fusable(conv: nn.Conv2d, norm: nn.Module | None, x: torch.Tensor) -> bool:
-    """CPU float32 inference without autograd or autocast, in eager mode (torch.compile fuses by itself;
-    traced or exported graphs keep the portable operators)."""
+def _mkldnn_fusable(
+    conv: nn.Conv2d, norm: nn.Module | None, x: torch.Tensor, residual: torch.Tensor | None = None
+) -> bool:
+    """CPU float32 without autograd or autocast, in eager mode (torch.compile fuses by itself; traced or
+    exported graphs keep the portable operators): inference, and the frozen layers of a training backbone
+    (nothing there requires a gradient, so the fused operators need no backward)."""
     return (
         not torch.compiler.is_compiling()
         and not torch.jit.is_tracing()
         and _mkldnn.available
         and x.device.type == "cpu"
-        and not torch.is_grad_enabled()
+        and not _needs_autograd(conv, norm, x, residual)
         and x.dtype == conv.weight.dtype == torch.float32
         and (norm is None or isinstance(norm, FrozenBatchNorm2d))
         and conv.padding_mode == "zeros"
@@ -188,6 +192,13 @@ def _mkldnn_fusable(conv: nn.Conv2d, norm: nn.Module | None, x: torch.Tensor) ->
         and torch.backends.mkldnn.enabled
         and not torch.is_autocast_enabled("cpu")
     )
+
+
+def _needs_autograd(conv: nn.Conv2d, norm: nn.Module | None, *inputs: torch.Tensor | None) -> bool:
+    if not torch.is_grad_enabled():
+        return False
+    tensors = [*inputs, *conv.parameters(), *(norm.parameters() if norm is not None else ())]
+    return any(t is not None and t.requires_grad for t in tensors)
 
 
 class Conv2d(nn.Conv2d):

@@ -90,7 +90,7 @@ def test_stride2_weight_grad_by_phases_equals_direct(size, channels_last):
     assert_close(wrappers.conv3x3_stride2_weight_grad(grad_out, x), direct)
 
 
-def test_mkldnn_fusion_is_used_for_cpu_inference_only(monkeypatch):
+def test_mkldnn_fusion_is_used_where_no_gradient_is_needed(monkeypatch):
     if not wrappers._mkldnn.available:
         pytest.skip("this PyTorch build has no oneDNN fused convolution")
     conv, norm = torch.nn.Conv2d(4, 6, 1, bias=False), _frozen_norm(6)
@@ -106,6 +106,14 @@ def test_mkldnn_fusion_is_used_for_cpu_inference_only(monkeypatch):
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         conv_norm_forward(conv, norm, x)
     assert calls == [1]
+    conv.requires_grad_(False)  # a frozen layer of a training backbone: nothing needs a gradient
+    out = conv_norm_forward(conv, norm, x, relu=True)
+    assert calls == [1, 1] and not out.requires_grad
+    assert_close(out, torch.relu(norm(conv(x))))
+    assert conv_norm_forward(conv, norm, x.clone().requires_grad_()).requires_grad  # ... unless its input does
+    residual = torch.randn(1, 6, 5, 5, requires_grad=True)  # or the residual added to its output
+    assert conv_norm_forward(conv, norm, x, residual=residual).requires_grad
+    assert calls == [1, 1]
 
 
 def test_dropout_keep_mask_rate_and_independence():
