@@ -3,8 +3,12 @@
 ``nn.Dropout`` on the CPU saves a float mask for the backward and draws it with ``bernoulli_``, which runs
 serially at ~6 ns per element: with dropout 0.1 in every transformer layer this is several percent of a
 DETR training step. Here the CPU draws the mask from numpy's SFC64 generator (~1 ns per element, seeded for
-each mask by one draw from torch's default generator, so ``torch.manual_seed`` makes it reproducible): each
-element is kept when its own uniform 32-bit integer is below round((1 - p) 2^32), exact for any p to 2^-32.
+each mask by one draw from torch's default generator, so ``torch.manual_seed`` makes it reproducible). An
+element is kept when a uniform 32-bit integer is below t = round((1 - p) 2^32), exact for any p to 2^-32,
+and that comparison is decided digit by digit in base 256: a random byte against t's leading byte, then,
+only for the 1 in 256 elements whose byte equals it, a fresh byte against the next one, and so on. Same
+keep probability t / 2^32 and independence as comparing whole 32-bit integers, with ~1/4 of the random bits
+(the generator's output is the cost: 1.6M elements in ~0.6 ns each instead of ~1 ns).
 Same distribution as ``nn.Dropout``, another random stream. GPUs and torch.compile keep ``bernoulli_``.
 
 The mask is applied as a product with its float copy (``x * mask``, as ``F.dropout`` does): converting the
@@ -26,11 +30,29 @@ def dropout_keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
         # GPU generators are counter-based and parallel: bernoulli_ is fast there; torch.compile traces it
         # (numpy's generator would break the graph)
         return torch.empty_like(x, dtype=torch.bool).bernoulli_(1 - p)
-    n = x.numel()
     seed = int(torch.empty((), dtype=torch.int64).random_())  # advances torch's default CPU generator
-    words = np.random.SFC64(seed).random_raw((n + 1) // 2)  # uint64: two uniform 32-bit integers each
-    keep = words.view(np.uint32)[:n] < np.uint32(min(round((1 - p) * 2**32), 2**32 - 1))
-    return torch.from_numpy(keep).view(x.shape)
+    return torch.from_numpy(_keep_bytewise(x.numel(), 1.0 - p, np.random.SFC64(seed))).view(x.shape)
+
+
+def _keep_bytewise(n: int, keep_probability: float, generator: np.random.SFC64) -> np.ndarray:
+    """n bools, each True with probability t / 2^32, t = round(keep_probability 2^32) (at most 2^32 - 1):
+    the comparison "uniform 32-bit integer < t" decided one base-256 digit at a time."""
+    threshold = min(round(keep_probability * 2**32), 2**32 - 1)
+    digits = [np.uint8((threshold >> shift) & 0xFF) for shift in (24, 16, 8, 0)]
+
+    def random_bytes(count: int) -> np.ndarray:
+        return generator.random_raw((count + 7) // 8).view(np.uint8)[:count]  # 8 uniform bytes per word
+
+    draw = random_bytes(n)
+    keep = draw < digits[0]
+    tied = np.flatnonzero(draw == digits[0])  # equal so far: the next digit decides
+    for digit in digits[1:]:
+        if tied.size == 0:
+            break
+        draw = random_bytes(tied.size)
+        keep[tied] = draw < digit
+        tied = tied[draw == digit]
+    return keep  # elements still tied after the last digit equal t: not below it, dropped
 
 
 def _check_probability(p: float) -> None:

@@ -142,6 +142,29 @@ def test_dropout_keep_mask_rate_and_independence():
             dropout_module.dropout_keep_mask(x, p)
 
 
+def test_keep_mask_decides_byte_by_byte_as_one_32_bit_comparison():
+    """Each element's random bytes, read as one big-endian integer, are compared with t = 0x80402010: ties
+    on a byte draw the next byte only for the tied elements, and a full tie (equal to t) is dropped."""
+    import numpy as np
+
+    class Bytes:  # stands in for np.random.SFC64: each random_raw call hands out the next list of bytes
+        def __init__(self, *draws):
+            self.draws = list(draws)
+
+        def random_raw(self, words):
+            data = self.draws.pop(0)
+            return np.frombuffer(bytes(data + [0] * (8 * words - len(data))), dtype=np.uint64)
+
+    draws = Bytes([0x7F, 0x81, 0x80, 0x80, 0x80, 0x80], [0x3F, 0x41, 0x40, 0x40], [0x20, 0x1F], [0x10])
+    keep = dropout_module._keep_bytewise(6, 0x80402010 / 2**32, draws)
+    # 0x7F.. < t, 0x81.. > t, 0x803F.. < t, 0x8041.. > t, 0x80402010 == t, 0x80401F.. < t
+    assert keep.tolist() == [True, False, True, False, False, True]
+    assert draws.draws == []  # one draw per digit, each only as long as the ties
+    # a keep probability just above 1/256: its second digit matters for the rate (2M draws: std 0.00004)
+    rate = dropout_module._keep_bytewise(2_000_000, 0.0045, np.random.SFC64(0)).mean()
+    assert abs(rate - 0.0045) < 0.0002
+
+
 def test_relu_dropout_and_dropout_match_reference_and_gradcheck(monkeypatch):
     masks = _fixed_masks(monkeypatch, dropout_module)
     x = torch.randn(6, 7, dtype=torch.float64, requires_grad=True)
