@@ -9,7 +9,7 @@ from .misc import inverse_sigmoid
 from .mlp import FFN, MLP
 from .position_embedding import PositionEmbeddingSine, get_sine_pos_embed
 from .transformer import TransformerEncoderLayer, get_clones
-from .wrappers import Conv2d, conv_norm_forward, conv_weights_channels_last
+from .wrappers import Conv2d, conv_norm_forward, conv_weights_channels_last, linear
 
 __all__ = [
     "Conv2d",
@@ -32,5 +32,6 @@ __all__ = [
     "get_norm",
     "get_sine_pos_embed",
     "inverse_sigmoid",
+    "linear",
     "multi_head_attention",
 ]

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .dropout import Dropout, relu_dropout
+from .wrappers import linear as _linear
 
 
 class MLP(nn.Module):
@@ -64,9 +65,9 @@ class FFN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         *hidden, last, last_drop = self.layers
         for linear, activation, drop in hidden:
-            x = linear(x)
+            x = _linear(x, linear.weight, linear.bias)  # F.linear, on the CPU maybe as a 1x1 convolution
             if type(activation) is nn.ReLU:  # one fused op that saves less for the backward
                 x = relu_dropout(x, drop.p, drop.training)
             else:
                 x = drop(activation(x))
-        return last_drop(last(x))
+        return last_drop(_linear(x, last.weight, last.bias))

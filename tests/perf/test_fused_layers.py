@@ -282,3 +282,27 @@ def test_channels_last_backbone_stores_channels_last_weights_and_gradients():
     reloaded = build(True)
     reloaded.load_state_dict(plain.state_dict())  # contiguous tensors into channels-last parameters
     assert all(m.weight.is_contiguous(memory_format=cl) for m in reloaded.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+@pytest.mark.parametrize("shape", [(2, 7, 64), (5, 64)])
+@pytest.mark.parametrize("out_features", [1024, 48])  # wide: the 1x1-convolution path; narrow: F.linear
+def test_linear_matches_f_linear_with_gradients(monkeypatch, shape, out_features):
+    torch.manual_seed(0)
+    x = torch.randn(shape, requires_grad=True)
+    weight = torch.randn(out_features, shape[-1], requires_grad=True)
+    bias = torch.randn(out_features, requires_grad=True)
+    convs = []
+    conv2d = F.conv2d
+    monkeypatch.setattr(wrappers.F, "conv2d", lambda *a: convs.append(1) or conv2d(*a))
+    out = wrappers.linear(x, weight, bias)
+    assert convs == ([1] if out_features >= 1024 and torch.backends.mkldnn.is_available() else [])
+    expected = F.linear(x, weight, bias)
+    assert out.shape == expected.shape
+    assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    grad = torch.randn_like(out)
+    grads = torch.autograd.grad(out, (x, weight, bias), grad)
+    for got, want in zip(grads, torch.autograd.grad(expected, (x, weight, bias), grad)):
+        assert_close(got, want, rtol=1e-5, atol=1e-4)
+    transposed = x.detach().transpose(0, -2)  # a non-contiguous input
+    assert_close(wrappers.linear(transposed, weight, None), F.linear(transposed, weight), rtol=1e-5, atol=1e-5)
+    assert wrappers.linear(x[:0], weight, bias).shape == (0, *expected.shape[1:])
