@@ -87,9 +87,9 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     The maths is the same (each output is the dot product of a row of ``x`` with a row of ``weight``, plus
     the bias), only the summation order differs (float rounding, ~1e-6 relative). The reason is the kernel:
     oneDNN's 1x1 convolutions use AVX-512 where the CPU has it, while MKL's GEMM behind ``F.linear`` runs
-    its generic code path on AMD CPUs (MKL_VERBOSE: "Intel(R) Architecture processors"); on the development VM (AMD EPYC, 2 threads) an FFN 256 -> 2048 -> 256 over
-    600 rows takes ~8% less time forward + backward this way, layers of 256 x 256 take longer (not used
-    there). Autograd is that of ``conv2d``: no custom backward.
+    its generic code path on AMD CPUs (MKL_VERBOSE: "Intel(R) Architecture processors"). On the development
+    VM (AMD EPYC, 2 threads) an FFN 256 -> 2048 -> 256 over 600 rows takes ~8% less time forward + backward
+    this way; layers of 256 x 256 take longer (not used there). Autograd is that of ``conv2d``.
     """
     if not _linear_as_conv(x, weight):
         return F.linear(x, weight, bias)
