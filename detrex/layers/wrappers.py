@@ -188,6 +188,7 @@ def _use_memory_saving_fold(conv: nn.Conv2d, x: torch.Tensor, norm: FrozenBatchN
         and torch.is_grad_enabled()
         and conv.bias is None
         and conv.padding_mode == "zeros"
+        and not isinstance(conv.padding, str)  # convolution_backward takes numbers
         and not torch.is_autocast_enabled(x.device.type)
         and x.dtype == conv.weight.dtype == norm.weight.dtype
     )

@@ -306,3 +306,14 @@ def test_linear_matches_f_linear_with_gradients(monkeypatch, shape, out_features
     transposed = x.detach().transpose(0, -2)  # a non-contiguous input
     assert_close(wrappers.linear(transposed, weight, None), F.linear(transposed, weight), rtol=1e-5, atol=1e-5)
     assert wrappers.linear(x[:0], weight, bias).shape == (0, *expected.shape[1:])
+
+
+def test_frozen_norm_conv_with_string_padding_trains():
+    """padding="same" cannot go to convolution_backward (it takes numbers): the plain folded path."""
+    torch.manual_seed(0)
+    conv = Conv2d(4, 6, 3, padding="same", bias=False, norm=_frozen_norm(6))
+    x = torch.randn(1, 4, 7, 7, requires_grad=True)
+    out = conv(x)
+    out.square().sum().backward()
+    assert out.shape == (1, 6, 7, 7) and conv.weight.grad.shape == (6, 4, 3, 3)
+    assert_close(out, conv.norm(F.conv2d(x, conv.weight, None, 1, "same")))
