@@ -90,6 +90,22 @@ def test_stride2_weight_grad_by_phases_equals_direct(size, channels_last):
     assert_close(wrappers.conv3x3_stride2_weight_grad(grad_out, x), direct)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_padded_phases_equal_slices_of_the_padded_input(channels_last):
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    for h, w in [(1, 1), (1, 4), (2, 2), (3, 5), (6, 7), (8, 8)]:
+        x = torch.randn(2, 3, h, w).contiguous(memory_format=layout)
+        out_h, out_w = (h + 1) // 2, (w + 1) // 2  # stride 2, padding 1, 3x3
+        padded = F.pad(x, (1, 2 * out_w + 1 - w, 1, 2 * out_h + 1 - h))
+        for row_parity in (0, 1):
+            for col_parity in (0, 1):
+                rows, cols = out_h + 1 - row_parity, out_w + 1 - col_parity
+                phase = wrappers._padded_phase(x, row_parity, col_parity, rows, cols, layout)
+                expected = padded[:, :, row_parity::2, col_parity::2][:, :, :rows, :cols]
+                assert torch.equal(phase, expected), (h, w, row_parity, col_parity)
+                assert phase.is_contiguous(memory_format=layout)
+
+
 def test_mkldnn_fusion_is_used_where_no_gradient_is_needed(monkeypatch):
     if not wrappers._mkldnn.available:
         pytest.skip("this PyTorch build has no oneDNN fused convolution")
