@@ -315,6 +315,8 @@ def format_table(results: dict) -> str:
     rows = []
     for task, metrics in results.items():
         for key, value in metrics.items():
+            if key == "error" and len(value) > 100:  # whole in the JSON and on stderr
+                value = value[:97] + "..."
             rows.append([task, key, f"{value:.4g}" if isinstance(value, float) else value])
     return tabulate(rows, headers=["task", "metric", "value"], tablefmt="pipe")
 
@@ -343,7 +345,12 @@ def run_isolated(args, tasks: tuple[str, ...]) -> dict:
                 argv += ["--train-size", ",".join("x".join(map(str, s)) for s in args.train_size)]
             argv += [f"--{flag}" for flag in ("amp", "compile") if getattr(args, flag)]
             argv += ["--threads", str(args.threads)] if args.threads else []
-            subprocess.run(argv + list(args.opts), check=True, stdout=subprocess.DEVNULL)
+            proc = subprocess.run(argv + list(args.opts), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            if proc.returncode != 0:  # reported with its reason; the other tasks still run
+                sys.stderr.write(proc.stderr)
+                lines = [line for line in proc.stderr.splitlines() if line.strip()]
+                results[task] = {"error": lines[-1] if lines else f"exit status {proc.returncode}"}
+                continue
             with open(out) as f:
                 results[task] = json.load(f)["results"][task]
     return results
@@ -363,12 +370,20 @@ def run_tasks(cfg, args, tasks: tuple[str, ...], device: str) -> dict:
         model = torch.compile(model)
     results = {}
     for task in tasks:
-        if task == "eval":
-            results[task] = bench_eval(cfg, model, args, device, autocast)
-        elif task == "train":
-            results[task] = bench_train(cfg, model, args, device, autocast)
-        else:
-            results[task] = bench_data(cfg, args)
+        try:
+            if task == "eval":
+                results[task] = bench_eval(cfg, model, args, device, autocast)
+            elif task == "train":
+                results[task] = bench_train(cfg, model, args, device, autocast)
+            else:
+                results[task] = bench_data(cfg, args)
+        except Exception as e:
+            if len(tasks) == 1:
+                raise
+            # --task all: e.g. "data" without a dataset folder; the other tasks still run
+            print(f"benchmark: task {task!r} failed: {type(e).__name__}: {e}", file=sys.stderr)
+            results[task] = {"error": f"{type(e).__name__}: {e}".splitlines()[0]}
+            continue
         results[task]["process_peak_rss_mb"] = process_peak_rss_mb()
     return results
 
@@ -435,4 +450,5 @@ def _write_summary(summary: dict, output: str | None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    failed = [task for task, res in main()["results"].items() if "error" in res]
+    sys.exit(1 if failed else 0)  # after the table and the JSON of the tasks that ran

@@ -28,6 +28,23 @@ def test_all_tasks_write_json(tiny_shapes, script, tmp_path, capsys):
     assert len(sizes) == 2 and all(min(s) == 128 or max(s) == 160 for s in sizes)
 
 
+@pytest.mark.parametrize("isolate", [False, True])
+def test_a_failing_task_is_reported_and_the_others_still_run(tiny_shapes, script, tmp_path, capsys, isolate):
+    """--task all where the train dataset is missing (no COCO folder, a typo): "data" reports the reason,
+    "eval" and "train" (on a synthetic batch) are measured, and the JSON holds all three."""
+    out = tmp_path / "bench.json"
+    argv = ["--config-file", TINY, "--task", "all", "--num-iter", "1", "--warmup", "0"]
+    argv += ["--input-size", "64x64", "--train-size", "64x64"]  # eval and train need no dataset
+    argv += ["--output", str(out), *(["--isolate"] if isolate else []), "dataloader.train.dataset.names=no_such_set"]
+    summary = script("tools/benchmark.py").main(argv)
+    results = json.loads(out.read_text())["results"]
+    assert results.keys() == summary["results"].keys() == {"eval", "train", "data"}
+    assert "no_such_set" in results["data"]["error"]
+    assert results["eval"]["iterations"] == 1 and results["train"]["iterations"] == 1
+    captured = capsys.readouterr()
+    assert "no_such_set" in captured.err and "| data   | error" in captured.out
+
+
 def test_eval_fixed_input_size_bf16(tiny_shapes, script):
     summary = script("tools/benchmark.py").main(
         [
