@@ -101,10 +101,12 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
 
 def _linear_as_conv(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return (
-        max(weight.shape) >= 1024
+        weight.dim() == 2
+        and x.dim() >= 2
+        and x.shape[-1] == weight.shape[1]  # otherwise F.linear raises its own error about the shapes
+        and max(weight.shape) >= 1024
         and x.device.type == "cpu"
         and x.dtype == weight.dtype == torch.float32
-        and x.dim() >= 2
         and x.numel() > 0
         and torch.backends.mkldnn.enabled
         and torch.backends.mkldnn.is_available()

@@ -333,3 +333,8 @@ def test_frozen_norm_conv_with_string_padding_trains():
     out.square().sum().backward()
     assert out.shape == (1, 6, 7, 7) and conv.weight.grad.shape == (6, 4, 3, 3)
     assert_close(out, conv.norm(F.conv2d(x, conv.weight, None, 1, "same")))
+
+
+def test_linear_with_mismatched_shapes_raises_f_linears_error():
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        wrappers.linear(torch.randn(5, 64), torch.randn(1024, 32))  # wide: would have gone to conv2d
