@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dropout import Dropout, apply_keep_mask, dropout_keep_mask
+from .dropout import Dropout, apply_keep_mask, dropout_keep_mask, keep_factors
 
 
 class _DropoutAttention(torch.autograd.Function):
@@ -40,7 +40,7 @@ class _DropoutAttention(torch.autograd.Function):
         q, k, v, probs, keep = ctx.saved_tensors  # q already scaled
         scale = q.shape[-1] ** -0.5
         grad_out = grad_out * (1.0 / (1.0 - ctx.p))
-        kept = keep.view(torch.uint8).to(probs.dtype)  # 1.0 kept / 0.0 dropped, as apply_keep_mask
+        kept = keep_factors(keep, probs.dtype)  # converted once for both uses below
         grad_v = torch.matmul((probs * kept).transpose(-2, -1), grad_out)
         grad_probs = torch.matmul(grad_out, v.transpose(-2, -1)).mul_(kept)
         del kept

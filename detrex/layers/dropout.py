@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Dropout", "apply_keep_mask", "dropout", "dropout_keep_mask", "relu_dropout"]
+__all__ = ["Dropout", "apply_keep_mask", "dropout", "dropout_keep_mask", "keep_factors", "relu_dropout"]
 
 
 def dropout_keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
@@ -60,9 +60,15 @@ def _check_probability(p: float) -> None:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
 
 
+def keep_factors(keep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``keep`` as 1.0 (kept) / 0.0 (dropped) in ``dtype``: cast through a uint8 view, which is vectorized
+    (a bool -> float cast is not, on the CPU)."""
+    return keep.view(torch.uint8).to(dtype)
+
+
 def apply_keep_mask(x: torch.Tensor, keep: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     """``x`` where ``keep`` is True, 0 elsewhere, times ``scale`` (a new tensor): ``x * keep * scale``."""
-    out = x * keep.view(torch.uint8).to(x.dtype)  # bool -> uint8 view: a vectorized cast
+    out = x * keep_factors(keep, x.dtype)
     return out if scale == 1.0 else out.mul_(scale)
 
 
