@@ -65,9 +65,17 @@ class FFN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         *hidden, last, last_drop = self.layers
         for linear, activation, drop in hidden:
-            x = _linear(x, linear.weight, linear.bias)  # F.linear, on the CPU maybe as a 1x1 convolution
-            if type(activation) is nn.ReLU:  # one fused op that saves less for the backward
-                x = relu_dropout(x, drop.p, drop.training)
-            else:
-                x = drop(activation(x))
+            x = linear_activation_dropout(x, linear, activation, drop)
         return last_drop(_linear(x, last.weight, last.bias))
+
+
+def linear_activation_dropout(
+    x: torch.Tensor, linear: nn.Linear, activation, drop: nn.Dropout
+) -> torch.Tensor:
+    """``drop(activation(linear(x)))``, the hidden layer of a transformer FFN: the linear layer through
+    ``detrex.layers.linear`` (on the CPU maybe a 1x1 convolution) and, when ``activation`` is ReLU (an
+    ``nn.ReLU`` module or ``F.relu``), ReLU and dropout as one op that saves less for the backward."""
+    x = _linear(x, linear.weight, linear.bias)
+    if type(activation) is nn.ReLU or activation is F.relu or activation is torch.relu:
+        return relu_dropout(x, drop.p, drop.training)
+    return drop(activation(x))

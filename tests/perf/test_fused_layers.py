@@ -10,7 +10,14 @@ from torch.testing import assert_close
 import detrex.layers.attention as attention_module
 import detrex.layers.dropout as dropout_module
 import detrex.layers.wrappers as wrappers
-from detrex.layers import FFN, Conv2d, FrozenBatchNorm2d, MultiheadAttention, conv_norm_forward
+from detrex.layers import (
+    FFN,
+    Conv2d,
+    FrozenBatchNorm2d,
+    MultiheadAttention,
+    conv_norm_forward,
+    linear_activation_dropout,
+)
 
 
 def _frozen_norm(channels: int, seed: int = 0) -> FrozenBatchNorm2d:
@@ -245,6 +252,24 @@ def test_ffn_with_relu_matches_the_module_sequence():
     torch.manual_seed(1)
     out = ffn(x)
     assert out.shape == (3, 8) and (out == 0).float().mean() > 0.2  # the output dropout is applied
+
+
+@pytest.mark.parametrize("activation", [torch.nn.ReLU(), F.relu, F.gelu])
+def test_linear_activation_dropout_fuses_relu_in_both_spellings(monkeypatch, activation):
+    """FFN (activation modules) and Anchor-DETR's ResidualFFN (activation functions) share this layer: ReLU
+    given either way takes the fused ReLU-dropout op, which saves its output only; other activations take
+    activation then dropout. Both equal drop(activation(linear(x))) with the same mask."""
+    masks = _fixed_masks(monkeypatch, dropout_module)
+    torch.manual_seed(0)
+    fc, drop = torch.nn.Linear(8, 16).double(), dropout_module.Dropout(0.3)
+    x = torch.randn(5, 8, dtype=torch.float64, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        out = linear_activation_dropout(x, fc, activation, drop)
+    assert_close(out, activation(fc(x)) * masks[(5, 16)] / 0.7)
+    fused = activation is not F.gelu
+    assert any(t.dtype == torch.bool for t in saved) != fused  # the fused op keeps no mask
+    assert torch.autograd.gradcheck(lambda x: linear_activation_dropout(x, fc, activation, drop), (x,))
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detrex.layers import MLP, Dropout, inverse_sigmoid, linear, relu_dropout
+from detrex.layers import MLP, Dropout, inverse_sigmoid, linear, linear_activation_dropout
 
 from .position_encoding import mask_to_positions, sine_embed_1d, sine_embed_2d
 from .row_column_decoupled_attention import MultiheadRCDA
@@ -43,13 +43,8 @@ class ResidualFFN(nn.Module):
         self.norm2 = nn.LayerNorm(embed_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # detrex.layers.linear: F.linear, on the CPU as a 1x1 convolution for these wide layers
-        h = linear(x, self.linear1.weight, self.linear1.bias)
-        if self.activation is F.relu:  # one op that saves less for the backward
-            h = relu_dropout(h, self.dropout2.p, self.dropout2.training)
-        else:
-            h = self.dropout2(self.activation(h))
-        y = linear(h, self.linear2.weight, self.linear2.bias)
+        h = linear_activation_dropout(x, self.linear1, self.activation, self.dropout2)
+        y = linear(h, self.linear2.weight, self.linear2.bias)  # F.linear, on the CPU maybe a 1x1 convolution
         return self.norm2(x + self.dropout3(y))
 
 
