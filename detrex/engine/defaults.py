@@ -1,6 +1,7 @@
 """What every detrex training script shares: the command line, the run set-up, DDP, writers and hooks."""
 
 import argparse
+import inspect
 import logging
 import math
 import os
@@ -139,7 +140,9 @@ def default_setup(cfg, args: argparse.Namespace) -> None:
     torch.backends.cudnn.benchmark = bool(OmegaConf.select(cfg, "train.cudnn_benchmark", default=False))
     if str(OmegaConf.select(cfg, "train.device", default="cpu") or "cpu").startswith("cpu"):
         if keep_cpu_memory_mapped():
-            logger.info("glibc malloc keeps freed memory for reuse (DETREX_CPU_MALLOC=default turns this off)")
+            logger.info(
+                "glibc malloc keeps freed memory for reuse (DETREX_CPU_MALLOC=default turns this off)"
+            )
 
 
 def create_ddp_model(
@@ -154,17 +157,23 @@ def create_ddp_model(
     if comm.get_world_size() == 1:
         return model
     on_cuda = next(model.parameters()).device.type == "cuda"
+    # torch 2.13 renamed broadcast_buffers (deprecated, warns) to forward_sync_buffers
+    sync_arg = "forward_sync_buffers" if _ddp_has_arg("forward_sync_buffers") else "broadcast_buffers"
     ddp = DistributedDataParallel(
         model,
         device_ids=[comm.get_local_rank()] if on_cuda else None,
-        broadcast_buffers=broadcast_buffers,
         find_unused_parameters=find_unused_parameters,
+        **{sync_arg: broadcast_buffers},
     )
     if fp16_compression:
         from torch.distributed.algorithms.ddp_comm_hooks import default_hooks as comm_hooks
 
         ddp.register_comm_hook(state=None, hook=comm_hooks.fp16_compress_hook)
     return ddp
+
+
+def _ddp_has_arg(name: str) -> bool:
+    return name in inspect.signature(DistributedDataParallel.__init__).parameters
 
 
 def default_writers(output_dir: str, max_iter: int | None = None) -> list[EventWriter]:

@@ -105,6 +105,7 @@ def _report_worker(out_dir):
         "local": comm.get_local_rank(),
         "backend": dist.get_backend(),
         "sum": value.item(),
+        "threads": torch.get_num_threads(),
     }
     with open(os.path.join(out_dir, f"rank{comm.get_rank()}.json"), "w") as f:
         json.dump(record, f)
@@ -116,13 +117,23 @@ def _failing_worker():
     dist.barrier()  # rank 0 waits here until the launcher stops it
 
 
-def test_two_cpu_processes_with_gloo(tmp_path):
+def test_two_cpu_processes_with_gloo(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     launch(_report_worker, 2, dist_url="auto", args=(str(tmp_path),), device="cpu")
     records = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert [(r["rank"], r["local"], r["world"], r["backend"], r["sum"]) for r in records] == [
         (0, 0, 2, "gloo", 3.0),
         (1, 1, 2, "gloo", 3.0),
     ]
+    # the two processes split the cores instead of each starting one thread per core
+    cores = len(os.sched_getaffinity(0))
+    assert [r["threads"] for r in records] == [max(1, cores // 2)] * 2
+
+
+def test_explicit_omp_num_threads_is_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    launch(_report_worker, 2, dist_url="auto", args=(str(tmp_path),), device="cpu")
+    assert [json.loads((tmp_path / f"rank{r}.json").read_text())["threads"] for r in range(2)] == [1, 1]
 
 
 @pytest.mark.slow
