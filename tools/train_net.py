@@ -58,16 +58,24 @@ def do_test(cfg, model, ema: ModelEMA | None = None) -> dict:
     if OmegaConf.select(cfg, "dataloader.evaluator.output_dir", default=None) is None:
         cfg.dataloader.evaluator.output_dir = os.path.join(cfg.train.output_dir, "inference")
     model = unwrap_model(model)
-    results = inference_on_dataset(
-        model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator)
-    )
+    max_batches = None
+    if OmegaConf.select(cfg, "train.fast_dev_run.enabled", default=False):
+        max_batches = OmegaConf.select(cfg, "train.fast_dev_run.eval_batches", default=4)
+
+    def evaluate():
+        return inference_on_dataset(
+            model,
+            instantiate(cfg.dataloader.test),
+            instantiate(cfg.dataloader.evaluator),
+            max_batches=max_batches,
+        )
+
+    results = evaluate()
     print_csv_format(results)
     if ema is not None:
         logger.info("Evaluating the EMA weights")
         with ema.apply_and_restore():
-            ema_results = inference_on_dataset(
-                model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator)
-            )
+            ema_results = evaluate()
         print_csv_format(ema_results)
         results = {**results, "ema": ema_results}
     return results

@@ -27,7 +27,8 @@ train = dict(
         decay=0.999,  # weight of the running average per step (~1000-step horizon)
         use_ema_weights_for_eval_only=False,  # True: train on the raw weights, evaluate the EMA copy
     ),
-    fast_dev_run=dict(enabled=False),  # smoke test: a few training steps and a short evaluation, then stop
+    # smoke test: 20 training steps with an evaluation on `eval_batches` test batches every 10, then stop
+    fast_dev_run=dict(enabled=False, eval_batches=4),
     epochs=None,  # None: train for max_iter; N: max_iter = N passes over the train set at total batch size
     reference_batch_size=None,  # None: schedule as written; B: it was set for total batch B, rescale to ours
     compile=dict(enabled=False),  # torch.compile: compiling (and recompiling per image size) costs > gains

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import inspect
 import logging
 import sys
 import time
@@ -53,14 +54,21 @@ class DatasetEvaluators(DatasetEvaluator):
         for evaluator in self._evaluators:
             evaluator.process(inputs, outputs)
 
-    def evaluate(self) -> OrderedDict:
+    def evaluate(self, img_ids: Sequence[int] | None = None) -> OrderedDict:
         results = OrderedDict()
         for evaluator in self._evaluators:
-            for task, value in (evaluator.evaluate() or {}).items():
+            for task, value in (_evaluate(evaluator, img_ids) or {}).items():
                 if task in results:
                     raise KeyError(f"two evaluators both produced results for task {task!r}")
                 results[task] = value
         return results
+
+
+def _evaluate(evaluator: DatasetEvaluator, img_ids: Sequence[int] | None) -> dict | None:
+    """``evaluator.evaluate()``, restricted to ``img_ids`` where the evaluator can be (an ``img_ids`` argument)."""
+    if img_ids is not None and "img_ids" in inspect.signature(evaluator.evaluate).parameters:
+        return evaluator.evaluate(img_ids=img_ids)
+    return evaluator.evaluate()
 
 
 @contextmanager
@@ -89,9 +97,14 @@ def inference_on_dataset(
     data_loader: Iterable,
     evaluator: DatasetEvaluator | Sequence[DatasetEvaluator] | None,
     log_period_s: float = 5.0,
+    max_batches: int | None = None,
 ) -> dict:
     """Run `model` on every batch of `data_loader` in eval mode under torch.no_grad(), feed the
     evaluator, and return evaluator.evaluate() ({} on non-main ranks or without an evaluator).
+
+    max_batches: stop after that many batches (per process), a quick check such as
+    ``train.fast_dev_run``; the metrics then cover only the images that were run (evaluators whose
+    ``evaluate`` takes ``img_ids``, like COCOEvaluator) and say so in the log.
 
     Logs progress every `log_period_s` seconds: per-image data / inference / evaluation times that
     exclude the first warm-up batches, and an ETA. Shows a tqdm bar when stderr is a terminal.
@@ -101,7 +114,13 @@ def inference_on_dataset(
     elif not isinstance(evaluator, DatasetEvaluator):
         evaluator = DatasetEvaluators(evaluator)
     total = len(data_loader) if hasattr(data_loader, "__len__") else None
+    full_total = total
+    if max_batches is not None:
+        if max_batches < 1:
+            raise ValueError(f"max_batches must be >= 1, got {max_batches}")
+        total = max_batches if total is None else min(total, max_batches)
     logger.info(f"Start inference on {total if total is not None else 'an unknown number of'} batches")
+    seen_ids: set = set()
     evaluator.reset()
 
     num_warmup = min(5, total - 1) if total else 5
@@ -114,6 +133,8 @@ def inference_on_dataset(
         start = last_log = time.perf_counter()
         data_start = start
         for idx, inputs in enumerate(data_loader):
+            if max_batches is not None and idx == max_batches:
+                break
             if idx == num_warmup:  # restart the clocks: the first batches include one-off setup costs
                 start, times, num_timed_images = time.perf_counter(), dict.fromkeys(times, 0.0), 0
             t0 = time.perf_counter()
@@ -127,6 +148,8 @@ def inference_on_dataset(
             data_start = time.perf_counter()
             times["eval"] += data_start - t1
             num_images += len(inputs)
+            if max_batches is not None:
+                seen_ids.update(inp["image_id"] for inp in inputs if "image_id" in inp)
             num_timed_images += len(inputs) if idx >= num_warmup else 0
             if bar is not None:
                 bar.update(1)
@@ -143,7 +166,15 @@ def inference_on_dataset(
         f"({per_image:.4f} s / img per device, on {comm.get_world_size()} devices; "
         f"pure inference {times['inference'] / max(num_timed_images, 1):.4f} s / img)"
     )
-    results = evaluator.evaluate()
+    img_ids = None
+    if max_batches is not None and (full_total is None or max_batches < full_total):
+        img_ids = sorted(set().union(*comm.all_gather(seen_ids)))
+        logger.warning(
+            f"Stopped after {max_batches} batches (max_batches) of "
+            f"{full_total if full_total is not None else 'an unknown number'}: the metrics below cover only "
+            f"those {len(img_ids)} images, not the whole dataset"
+        )
+    results = _evaluate(evaluator, img_ids or None)
     return {} if results is None else results
 
 

@@ -26,7 +26,7 @@ TRAIN = dict(
     seed=-1,
     clip_grad=dict(enabled=False, params=dict(max_norm=0.1, norm_type=2)),
     model_ema=dict(enabled=False, decay=0.999, use_ema_weights_for_eval_only=False),
-    fast_dev_run=dict(enabled=False),
+    fast_dev_run=dict(enabled=False, eval_batches=4),
     epochs=None,
     reference_batch_size=None,
     compile=dict(enabled=False),

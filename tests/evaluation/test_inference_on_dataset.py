@@ -56,6 +56,34 @@ def test_inference_on_dataset_eval_mode_no_grad_and_results(coco_dataset, caplog
     assert "Inference done" in caplog.text and "ETA=" in caplog.text
 
 
+def test_max_batches_stops_early_and_scores_only_the_images_run(coco_dataset, caplog):
+    name, _, gt = coco_dataset
+    inputs, outputs = to_model_outputs(gt, make_detections(gt, perfect=True))
+    model = _LookupModel({x["image_id"]: o for x, o in zip(inputs, outputs)})
+    loader = [inputs[i : i + 2] for i in range(0, len(inputs), 2)]
+    coco, counter = COCOEvaluator(name), _Counter()
+    with caplog.at_level(logging.INFO):
+        results = inference_on_dataset(model, loader, [coco, counter], max_batches=2)
+    assert len(model.seen) == 2 and counter.images == [x["image_id"] for x in inputs[:4]]
+    # perfect detections on the 4 images that ran: 100 AP over those (over all 8, the rest would count as missed)
+    assert results["bbox"]["AP"] == 100.0
+    assert coco.evaluate()["bbox"]["AP"] < 100.0
+    assert "Start inference on 2 batches" in caplog.text
+    assert (
+        "Stopped after 2 batches (max_batches) of 4: the metrics below cover only those 4 images"
+        in caplog.text
+    )
+    # a limit at or above the loader's length changes nothing
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        assert (
+            inference_on_dataset(model, loader, [COCOEvaluator(name)], max_batches=4)["bbox"]["AP"] == 100.0
+        )
+    assert "Stopped after" not in caplog.text
+    with pytest.raises(ValueError, match="max_batches must be >= 1"):
+        inference_on_dataset(model, loader, None, max_batches=0)
+
+
 def test_inference_context_restores_on_error():
     model = nn.Linear(1, 1)
     model.train()
