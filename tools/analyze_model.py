@@ -11,6 +11,7 @@ counts one fused multiply-add as one flop and skips cheap element-wise ops.
 from __future__ import annotations
 
 import argparse
+import os
 from collections import Counter
 
 import numpy as np
@@ -63,6 +64,18 @@ def sample_test_images(cfg, num_inputs: int):
             yield x["image"], x["height"], x["width"]
 
 
+def module_table(analysis, kind: str, max_depth: int) -> str:
+    """fvcore's per-module table of `analysis` with a "#flops" or an "#activations" column."""
+    if kind == "flop":
+        return flop_count_table(analysis, max_depth=max_depth, show_param_shapes=False)
+    # flop_count_table labels its main column "#flops" whatever it counted; with activations=analysis it
+    # adds the same counts as an "#activations" column, and the mislabelled one is dropped
+    table = flop_count_table(analysis, max_depth=max_depth, activations=analysis, show_param_shapes=False)
+    rows = [line.split("|") for line in table.splitlines()]  # "| module | #parameters | #flops | #act.. |"
+    column = [cell.strip() for cell in rows[0]].index("#flops")
+    return "\n".join("|".join(cells[:column] + cells[column + 1 :]) for cells in rows)
+
+
 def count(cfg, model, num_inputs: int, kind: str, max_depth: int) -> dict:
     """Average total and per-operator counts (flop or activation) over test images; prints tables."""
     analyze = flop_count_analysis if kind == "flop" else activation_count_analysis
@@ -80,7 +93,7 @@ def count(cfg, model, num_inputs: int, kind: str, max_depth: int) -> dict:
     scale = 1e9 if kind == "flop" else 1e6
     n = len(totals)
     print(f"{kind} counts per module for the first image ({sizes[0][0]}x{sizes[0][1]}):")
-    print(flop_count_table(first, max_depth=max_depth, show_param_shapes=False))
+    print(module_table(first, kind, max_depth))
     rows = sorted(((op, v / n / scale) for op, v in by_operator.items()), key=lambda r: -r[1])
     print(f"average {unit} per operator over {n} image(s):")
     print(tabulate(rows, headers=["operator", unit], floatfmt=".4f", tablefmt="pipe"))
@@ -94,6 +107,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.num_inputs < 1:
         parser.error(f"--num-inputs must be >= 1, got {args.num_inputs}")
+    if not os.path.isfile(args.config_file):
+        parser.error(f"--config-file {args.config_file!r}: no such file")
     cfg = LazyConfig.load(args.config_file)
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
     model = build_model(cfg)

@@ -29,8 +29,23 @@ def test_parameters_activations_structure(tiny_shapes, script, capsys):
     assert results["parameter"]["total"] == sum(p.numel() for p in model.parameters())
     assert results["parameter"]["trainable"] == sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert "transformer.decoder" in out
+    assert "#flops" not in out  # only parameters and activations were asked for
     assert results["activation"]["mean"] > 0 and results["activation"]["unit"] == "M activations"
     assert results["structure"].startswith("ConditionalDETR(")
+
+
+def test_activation_table_is_labelled_activations(tiny_shapes, script, capsys):
+    """The per-module table of the activation task says #activations (fvcore's table says #flops), and its
+    model row is the first image's total."""
+    results = script("tools/analyze_model.py").main(
+        ["--config-file", TINY, "--tasks", "activation", "-n", "1"]
+    )
+    lines = capsys.readouterr().out.splitlines()
+    header = lines.index(next(line for line in lines if line.startswith("| module")))
+    assert [c.strip() for c in lines[header].split("|")] == ["", "module", "#parameters", "#activations", ""]
+    model_row = [c.strip() for c in lines[header + 2].split("|")]
+    assert model_row[1] == "model" and model_row[3].endswith("M")
+    assert float(model_row[3][:-1]) == pytest.approx(results["activation"]["mean"], rel=0.01)
 
 
 def test_sdpa_flop_handle():
@@ -72,6 +87,7 @@ def test_wrapper_matches_model_output(tiny_shapes):
         (["--config-file", TINY, "--tasks", "speed"], "invalid choice: 'speed'"),
         (["--tasks", "flop"], "--config-file"),
         (["--config-file", TINY, "--tasks", "flop", "-n", "0"], "--num-inputs must be >= 1"),
+        (["--config-file", "nope.py", "--tasks", "flop"], "--config-file 'nope.py': no such file"),
     ],
 )
 def test_bad_arguments(argv, message, script, capsys):
