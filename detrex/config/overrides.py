@@ -7,6 +7,7 @@ import contextlib
 import difflib
 import logging
 import math
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -52,18 +53,44 @@ def parse_value(text: str) -> Any:
 
 
 def _split(text: str) -> tuple[str, str, str]:
-    """(mode, key, raw value) of one override; mode is "set", "add" (+key), "force" (++key) or "delete" (~key)."""
+    """(mode, key, raw value) of one override; mode is "set", "add" (+key), "force" (++key) or "delete" (~key).
+
+    List items may be written ``a.0.b`` or, as in the config files, ``a[0].b``."""
     if text.startswith("~"):
-        return "delete", text[1:].partition("=")[0].strip(), ""
+        return "delete", _dotted(text[1:].partition("=")[0].strip()), ""
     key, sep, raw = text.partition("=")
     key = key.strip()
+    if text.startswith("-"):
+        raise ConfigOverrideError(
+            f"override {text!r} looks like a command-line flag: flags go before the first key=value "
+            "override (everything after it is read as overrides)"
+        )
     if not sep or not key.lstrip("+"):
         raise ConfigOverrideError(f"override {text!r}: expected key=value, e.g. train.max_iter=1000")
     if key.startswith("++"):
-        return "force", key[2:], raw
+        return "force", _dotted(key[2:]), raw
     if key.startswith("+"):
-        return "add", key[1:], raw
-    return "set", key, raw
+        return "add", _dotted(key[1:]), raw
+    return "set", _dotted(key), raw
+
+
+def _dotted(key: str) -> str:
+    """``a[0].b`` -> ``a.0.b``."""
+    return re.sub(r"\[(-?\d+)\]", r".\1", key).lstrip(".")
+
+
+def _check_type(text: str, key: str, parent: Any, value: Any) -> None:
+    """Refuse a word where the config holds a number or a bool (``train.max_iter=abc``) before anything
+    is built with it; numbers for numbers, interpolations and None stay allowed."""
+    if not isinstance(value, str) or "${" in value:
+        return
+    current = _child(parent, key.rsplit(".", 1)[-1])
+    if isinstance(current, bool | int | float):
+        raise ConfigOverrideError(
+            f"override {text!r}: {key} holds {type(current).__name__} {current!r}, and {value!r} is not one; "
+            "write a number (or True/False for a flag), or quote the value if a string is really meant "
+            f"({key}=\"'{value}'\")"
+        )
 
 
 def _child(node: Any, part: str) -> Any:
@@ -153,7 +180,9 @@ def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
         exists, depth, parent = _walk(cfg, text, key)
         if not exists and key in RENAMED_KEYS and _walk(cfg, text, RENAMED_KEYS[key])[0]:
             new_key = RENAMED_KEYS[key]
-            logging.getLogger(__name__).warning("override %r: %r is now %r; setting that.", text, key, new_key)
+            logging.getLogger(__name__).warning(
+                "override %r: %r is now %r; setting that.", text, key, new_key
+            )
             key = new_key
             exists, depth, parent = _walk(cfg, text, key)
         if not exists and mode in ("set", "delete"):
@@ -167,8 +196,13 @@ def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
             if mode == "delete":
                 _delete(cfg, key)
                 continue
+            value = parse_value(raw)
+            if mode == "set" and not raw.strip().startswith(("'", '"')):
+                _check_type(text, key, parent, value)
             with open_dict(cfg) if mode != "set" else contextlib.nullcontext():
-                OmegaConf.update(cfg, key, parse_value(raw), merge=True)
+                OmegaConf.update(cfg, key, value, merge=True)
+        except ConfigOverrideError:
+            raise
         except Exception as e:  # omegaconf's own refusals: an immutable tuple, a bad interpolation, ...
             raise ConfigOverrideError(f"override {text!r}: {type(e).__name__}: {e}") from e
     return cfg

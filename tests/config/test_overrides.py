@@ -139,6 +139,36 @@ def test_malformed_and_impossible_overrides(cfg):
         LazyConfig.apply_overrides(cfg, ["train.max_iter.x=1"])
 
 
+def test_list_items_in_bracket_syntax(cfg):
+    LazyConfig.apply_overrides(cfg, ["model.norms[0].normalized_shape=9", "~model.extras.names[1]"])
+    assert cfg.model.norms[0].normalized_shape == 9
+    assert list(cfg.model.extras.names) == ["a"]
+
+
+def test_a_word_where_a_number_or_flag_is_expected(cfg):
+    with pytest.raises(ConfigOverrideError, match=r"train.max_iter holds int 100, and 'abc' is not one"):
+        LazyConfig.apply_overrides(cfg, ["train.max_iter=abc"])
+    with pytest.raises(
+        ConfigOverrideError, match=r"train.amp.enabled holds bool False, and 'yes' is not one"
+    ):
+        LazyConfig.apply_overrides(cfg, ["train.amp.enabled=yes"])
+    assert cfg.train.max_iter == 100 and cfg.train.amp.enabled is False
+    # numbers for numbers, an explicit string (quoted), None, an interpolation and ++ stay possible
+    LazyConfig.apply_overrides(cfg, ["optimizer.lr=1", "train.max_iter=2e3", "model.encoder.num_layers=None"])
+    assert cfg.optimizer.lr == 1 and cfg.train.max_iter == 2000.0 and cfg.model.encoder.num_layers is None
+    LazyConfig.apply_overrides(cfg, ["train.max_iter='abc'", "++train.amp.enabled=auto"])
+    assert cfg.train.max_iter == "abc" and cfg.train.amp.enabled == "auto"
+    LazyConfig.apply_overrides(cfg, ["model.extras.head.embed_dim=${model.encoder.num_layers}"])
+    assert cfg.model.extras.head.embed_dim is None  # follows model.encoder.num_layers
+
+
+def test_a_flag_after_the_overrides_is_explained(cfg):
+    with pytest.raises(
+        ConfigOverrideError, match="looks like a command-line flag: flags go before the first"
+    ):
+        LazyConfig.apply_overrides(cfg, ["train.max_iter=5", "--eval-only"])
+
+
 def test_detrex_model_device_override_sets_train_device(caplog):
     cfg = OmegaConf.create({"model": {"num_classes": 80}, "train": {"device": "cuda"}})
     with caplog.at_level("WARNING"):
