@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from detrex.config import LazyConfig
-from detrex.data import MetadataCatalog, read_image
+from detrex.data import ImageReadError, MetadataCatalog, read_image
 from detrex.engine.predictor import DefaultPredictor
 from detrex.utils.dataset_check import config_dataset_names
 from detrex.utils.visualizer import VisImage, Visualizer
@@ -94,10 +94,17 @@ def draw(image_rgb: np.ndarray, predictions: dict, metadata, threshold: float) -
     return Visualizer(image_rgb, metadata).draw_instance_predictions(instances, threshold=threshold), kept
 
 
-def run_images(predictor, inputs: list[str], outputs: list[str], metadata, threshold: float) -> None:
-    total = 0.0
+def run_images(predictor, inputs: list[str], outputs: list[str], metadata, threshold: float) -> list[str]:
+    """Draw the detections on each input; a file that cannot be read is skipped with a warning (the
+    others are still processed). Returns the skipped files."""
+    total, skipped = 0.0, []
     for path, out in zip(tqdm(inputs, desc="images", disable=len(inputs) < 2), outputs):
-        image = read_image(path, format="RGB")
+        try:
+            image = read_image(path, format="RGB")
+        except (FileNotFoundError, ImageReadError) as e:
+            tqdm.write(f"WARNING: skipped {path}: {e}", file=sys.stderr)
+            skipped.append(path)
+            continue
         start = time.perf_counter()
         predictions = predictor(image)
         elapsed = time.perf_counter() - start
@@ -105,7 +112,11 @@ def run_images(predictor, inputs: list[str], outputs: list[str], metadata, thres
         drawn, kept = draw(image, predictions, metadata, threshold)
         drawn.save(out)
         tqdm.write(f"{path}: {kept} detections (score >= {threshold}) in {elapsed:.3f}s -> {out}")
-    print(f"{len(inputs)} image(s) in {total:.2f}s ({total / max(len(inputs), 1):.3f}s per image)")
+    done = len(inputs) - len(skipped)
+    print(f"{done} image(s) in {total:.2f}s ({total / max(done, 1):.3f}s per image)")
+    if skipped:
+        print(f"{len(skipped)} of {len(inputs)} image(s) skipped: they could not be read (warnings above)")
+    return skipped
 
 
 def run_video(predictor, video: str, output_dir: str, metadata, threshold: float) -> str:
@@ -174,11 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
     metadata = class_metadata(cfg)
     predictor = DefaultPredictor(cfg, input_format="RGB")  # read_image gives RGB
-    if inputs:
-        run_images(predictor, inputs, outputs, metadata, args.confidence_threshold)
+    skipped = run_images(predictor, inputs, outputs, metadata, args.confidence_threshold) if inputs else []
     if args.video_input:
         video_predictor = DefaultPredictor(cfg, input_format="BGR", model=predictor.model)  # cv2 frames
         run_video(video_predictor, args.video_input, output, metadata, args.confidence_threshold)
+    if inputs and len(skipped) == len(inputs):
+        print(f"error: none of the {len(inputs)} input image(s) could be read", file=sys.stderr)
+        return 1
     where = outputs[0] if single_file else os.path.abspath(output)
     print(f"results written to {where}")
     return 0

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from detrex.config import LazyConfig, instantiate
-from detrex.data import MetadataCatalog, get_detection_dataset_dicts, read_image
+from detrex.data import ImageReadError, MetadataCatalog, get_detection_dataset_dicts, read_image
 from detrex.utils.dataset_check import config_dataset_names
 from detrex.utils.visualizer import Visualizer
 
@@ -42,17 +43,29 @@ def train_metadata(cfg):
 
 
 def draw_annotations(cfg, output: str, num_images: int) -> list[str]:
-    """Raw images with their annotation boxes; files <image file stem>.png (lossless: thin lines stay exact)."""
+    """Raw images with their annotation boxes; files <image file stem>.png (lossless: thin lines stay exact).
+    An image file that cannot be read is skipped with a warning, and the next one is drawn instead."""
     dataset = instantiate(cfg.dataloader.train.dataset)
     if isinstance(dataset, str) or (dataset and isinstance(dataset[0], str)):  # names, not dicts
         dataset = get_detection_dataset_dicts(dataset)
     metadata = train_metadata(cfg)
-    written = []
-    for d in tqdm(dataset[:num_images], desc="images"):
-        image = read_image(d["file_name"], format="RGB")
-        path = os.path.join(output, os.path.splitext(os.path.basename(d["file_name"]))[0] + ".png")
-        Visualizer(image, metadata).draw_dataset_dict(d).save(path)
-        written.append(path)
+    written, skipped = [], []
+    with tqdm(total=min(num_images, len(dataset)), desc="images") as bar:
+        for d in dataset:
+            if len(written) == num_images:
+                break
+            try:
+                image = read_image(d["file_name"], format="RGB")
+            except (FileNotFoundError, ImageReadError) as e:
+                tqdm.write(f"WARNING: skipped image_id {d.get('image_id')}: {e}", file=sys.stderr)
+                skipped.append(d["file_name"])
+                continue
+            path = os.path.join(output, os.path.splitext(os.path.basename(d["file_name"]))[0] + ".png")
+            Visualizer(image, metadata).draw_dataset_dict(d).save(path)
+            written.append(path)
+            bar.update(1)
+    if skipped:
+        print(f"skipped {len(skipped)} image(s) that could not be read (warnings above)")
     return written
 
 
@@ -94,4 +107,4 @@ def main(argv: list[str] | None = None) -> list[str]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(0 if main() else 1)  # 1: not one picture (every image unreadable, or an empty dataset)

@@ -100,3 +100,28 @@ def one_box_checkpoint(tmp_path_factory):
     folder = tmp_path_factory.mktemp("one_box")
     DetectionCheckpointer(model, save_dir=str(folder)).save("model_one_box")
     return str(folder / "model_one_box.pth"), overrides
+
+
+@pytest.fixture
+def corrupt_image_dataset(tiny_shapes, tmp_path):
+    """Registers "tools_shapes_corrupt": tools_shapes_train (4 images) copied, its first image file a JPEG cut
+    in half (it opens, but decoding fails). Yields (name, path of the broken file)."""
+    import json
+    import shutil
+
+    from detrex.data import DatasetCatalog, MetadataCatalog, register_coco_instances
+
+    source = tiny_shapes["tools_shapes_train"]
+    shutil.copytree(os.path.join(source, "images"), tmp_path / "images")
+    with open(os.path.join(source, "annotations.json")) as f:
+        coco = json.load(f)
+    broken = tmp_path / "images" / coco["images"][0]["file_name"]
+    data = broken.read_bytes()
+    broken.write_bytes(data[: len(data) // 2])
+    json_file = tmp_path / "annotations.json"
+    json_file.write_text(json.dumps(coco))
+    name = "tools_shapes_corrupt"
+    register_coco_instances(name, {}, str(json_file), str(tmp_path / "images"))
+    yield name, str(broken)
+    DatasetCatalog.remove(name)
+    MetadataCatalog.remove(name)

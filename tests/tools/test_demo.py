@@ -86,6 +86,38 @@ def test_threshold_and_default_output(demo_setup, script, tmp_path, monkeypatch,
     assert f"results written to {single}" in capsys.readouterr().out
 
 
+def test_unreadable_image_is_skipped_with_a_warning(demo_setup, script, tmp_path, capsys, edge_fraction):
+    """A folder with a truncated JPEG among good images: one warning line naming the file, the others are
+    drawn, exit status 0; a folder of only unreadable images: exit status 1."""
+    opts, inputs, expected = demo_setup
+    folder = tmp_path / "in"
+    good = read_image(inputs[0])
+    Image.fromarray(good).save(folder / "broken.jpg")
+    data = (folder / "broken.jpg").read_bytes()
+    (folder / "broken.jpg").write_bytes(data[: len(data) // 2])  # truncated in the middle of the scan
+    out_dir = tmp_path / "out"
+    rc = script("demo/demo.py").main(
+        ["--config-file", TINY, "--input", str(folder), "--output", str(out_dir), *opts]
+    )
+    assert rc == 0
+    assert sorted(os.listdir(out_dir)) == ["a.png"]
+    _check_drawn(np.asarray(Image.open(out_dir / "a.png").convert("RGB")), expected["a.png"], edge_fraction)
+    captured = capsys.readouterr()
+    (warning,) = [line for line in captured.err.splitlines() if "WARNING" in line]
+    assert warning.startswith(f"WARNING: skipped {folder / 'broken.jpg'}: cannot decode image")
+    assert "truncated" in warning
+    assert "1 image(s) in" in captured.out and "1 of 2 image(s) skipped" in captured.out
+
+    only_broken = tmp_path / "only_broken"
+    only_broken.mkdir()
+    (only_broken / "broken.jpg").write_bytes(data[: len(data) // 2])
+    (only_broken / "empty.png").write_bytes(b"")
+    argv = ["--config-file", TINY, "--input", str(only_broken), "--output", str(tmp_path / "out2"), *opts]
+    rc = script("demo/demo.py").main(argv)
+    assert rc == 1
+    assert "none of the 2 input image(s) could be read" in capsys.readouterr().err
+
+
 def test_video_with_opencv_stand_in(demo_setup, script, tmp_path, monkeypatch, edge_fraction):
     opts, inputs, expected = demo_setup
     frame_rgb = read_image(inputs[0])

@@ -27,6 +27,28 @@ def test_annotations_on_raw_images(tiny_shapes, script, tmp_path, edge_fraction)
             assert edge_fraction(drawn, [x, y, x + w, y + h], class_color(a["category_id"]), tol=0) > 0.8
 
 
+def test_unreadable_image_is_skipped(corrupt_image_dataset, script, tmp_path, capsys):
+    """--source annotation on a dataset whose first image cannot be decoded: one warning naming the file,
+    and the next images are drawn instead."""
+    name, broken = corrupt_image_dataset
+    argv = ["--config-file", TINY, "--source", "annotation", "--output", str(tmp_path / "out")]
+    written = script("tools/visualize_data.py").main(
+        [*argv, "--num-images", "2", f"dataloader.train.dataset.names={name}"]
+    )
+    dicts = DatasetCatalog.get(name)
+    assert dicts[0]["file_name"] == broken
+    assert written == [
+        str(tmp_path / "out" / os.path.basename(d["file_name"]).replace(".jpg", ".png")) for d in dicts[1:3]
+    ]
+    assert all(os.path.isfile(p) for p in written)
+    captured = capsys.readouterr()
+    (warning,) = [line for line in captured.err.splitlines() if "WARNING" in line]
+    assert warning.startswith(
+        f"WARNING: skipped image_id {dicts[0]['image_id']}: cannot decode image {broken}"
+    )
+    assert "skipped 1 image(s) that could not be read" in captured.out
+
+
 def test_loader_output_after_augmentation(tiny_shapes, script, tmp_path, edge_fraction):
     opts = ["+dataloader.train.seed=7"]
     written = script("tools/visualize_data.py").main(
