@@ -141,7 +141,12 @@ def main(args) -> dict | None:
 
 
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
+    parser = default_argument_parser()
+    args = parser.parse_args()
+    if not args.config_file:
+        parser.error("--config-file is required, e.g. --config-file projects/<name>/configs/<config>.py")
+    if not os.path.isfile(args.config_file):
+        parser.error(f"--config-file {args.config_file!r}: no such file")
     launch(
         main,
         args.num_gpus,

@@ -15,14 +15,21 @@ from typing import Any
 __all__ = ["DatasetCatalog", "MetadataCatalog", "Metadata"]
 
 
+class UnregisteredNameError(KeyError):
+    """A dataset name nobody registered. A KeyError (as in detectron2) whose message prints as written."""
+
+    def __str__(self) -> str:  # KeyError's own str() is the repr, newlines escaped
+        return str(self.args[0]) if self.args else ""
+
+
 def _unknown_name_message(kind: str, name: str, registered: list[str]) -> str:
     close = difflib.get_close_matches(name, registered, n=3)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     listing = ", ".join(sorted(registered)) or "(none)"
     return (
         f"{kind} {name!r} is not registered.{hint}\n  Registered: {listing}\n"
-        "  Register your own with register_coco_instances(name, metadata, json_file, image_root) "
-        "or DatasetCatalog.register(name, func)."
+        "  Register your own in the config file that uses it (configs run before anything is built) with "
+        "register_coco_instances(name, metadata, json_file, image_root) or DatasetCatalog.register(name, func)."
     )
 
 
@@ -40,7 +47,7 @@ class _DatasetCatalog(UserDict):
         try:
             func = self[name]
         except KeyError:
-            raise KeyError(_unknown_name_message("dataset", name, list(self.keys()))) from None
+            raise UnregisteredNameError(_unknown_name_message("dataset", name, list(self.keys()))) from None
         return func()
 
     def list(self) -> list[str]:
@@ -158,4 +165,4 @@ MetadataCatalog = _MetadataCatalog()
 
 def unknown_dataset_error(name: str) -> KeyError:
     """The KeyError DatasetCatalog.get raises for `name` (reused by callers that check names early)."""
-    return KeyError(_unknown_name_message("dataset", name, DatasetCatalog.list()))
+    return UnregisteredNameError(_unknown_name_message("dataset", name, DatasetCatalog.list()))

@@ -27,6 +27,9 @@ def test_unknown_name_lists_registered_and_suggests():
     assert "'coco_2017_vall' is not registered" in message
     assert "Did you mean 'coco_2017_val'" in message
     assert "synthetic_shapes_train" in message  # the registered names are listed
+    assert (
+        message.startswith("dataset 'coco_2017_vall'") and "\n  Registered: " in message
+    )  # printed as written
 
 
 def test_metadata_set_get_and_conflict(unique_name):
