@@ -171,6 +171,20 @@ def test_missing_file_and_failed_save_keep_things_intact(tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_final.pth"]
 
 
+def test_saved_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        DetectionCheckpointer(Detector(), str(tmp_path)).save("model_0000009")
+        os.umask(0o077)
+        DetectionCheckpointer(Detector(), str(tmp_path)).save("model_private")
+    finally:
+        os.umask(old)
+    # readable by colleagues as log.txt and metrics.json are (0600 was mkstemp's default), or private on request
+    assert (tmp_path / "model_0000009.pth").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "model_private.pth").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "last_checkpoint").stat().st_mode & 0o777 == 0o600  # rewritten last under 0o077
+
+
 def test_detectron2_urls_map_to_the_model_zoo_server():
     from detrex.checkpoint.detection_checkpoint import Detectron2Handler
 
