@@ -5,8 +5,9 @@ Two levels:
   `num_classes` with the class lists of the configured train/test datasets and raises
   `DatasetCheckError` on a mismatch, instead of letting a run end with AP = 0.
 - `check_dataset_dicts(dicts, num_classes)`: a full pass over the annotations (class ids, empty
-  images, degenerate or out-of-image boxes, missing image files), returning a `DatasetReport`;
-  `tools/check_dataset.py` prints it.
+  images, degenerate or out-of-image boxes, missing image files) and, with `decode_images`, a decode
+  of some or all image files (unreadable files, size other than the dict's height/width), returning a
+  `DatasetReport`; `tools/check_dataset.py` prints it.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from tabulate import tabulate
+from tqdm import tqdm
 
 __all__ = [
     "DatasetCheckError",
@@ -42,6 +45,7 @@ class DatasetReport:
     name: str
     num_images: int = 0
     num_instances: int = 0
+    num_decoded: int = 0  # image files decoded (and their size compared with height/width)
     class_names: list[str] | None = None
     instances_per_class: Counter = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
@@ -61,6 +65,8 @@ class DatasetReport:
                 for i in ids
             ]
             lines.append(tabulate(rows, headers=["id", "class", "instances"], tablefmt="pipe"))
+        if self.num_decoded:
+            lines.append(f"decoded {self.num_decoded} of {self.num_images} image files")
         lines += [f"ERROR: {e}" for e in self.errors]
         lines += [f"WARNING: {w}" for w in self.warnings]
         lines.append("OK" if self.ok else f"{len(self.errors)} error(s)")
@@ -90,6 +96,8 @@ def check_dataset_dicts(
     class_names: list[str] | None = None,
     name: str = "dataset",
     check_files: bool = True,
+    decode_images: int | None = 0,
+    progress: bool = False,
     tolerance: float = 1.0,
     max_examples: int = 5,
 ) -> DatasetReport:
@@ -97,8 +105,11 @@ def check_dataset_dicts(
 
     Errors: no images; class id outside [0, num_classes) (or outside the class-name list); class-name
     count above num_classes; boxes with width or height <= 0; boxes entirely outside the image;
-    missing image files (when `check_files`). Warnings: images without annotations; boxes reaching
-    more than `tolerance` pixels past the image border; classes without any instance.
+    missing image files (when `check_files`); image files that cannot be decoded, or whose decoded size
+    (EXIF orientation applied, as the mapper reads them) is not the dict's height x width, among the
+    `decode_images` evenly spaced images decoded (None: all; `progress` shows a bar). Warnings: images
+    without annotations; boxes reaching more than `tolerance` pixels past the image border; classes
+    without any instance.
     """
     report = DatasetReport(name=name, num_images=len(dataset_dicts), class_names=class_names)
     if not dataset_dicts:
@@ -143,6 +154,16 @@ def check_dataset_dicts(
         report.errors.append(_problem(outside, "boxes entirely outside their image", max_examples))
     if missing:
         report.errors.append(_problem(missing, "missing image files", max_examples))
+    if decode_images != 0:
+        report.num_decoded, unreadable, wrong_size = _decode_check(
+            _evenly_spaced(dataset_dicts, decode_images), progress, name
+        )
+        if unreadable:
+            what = "image files that cannot be decoded (training fails when it reaches them)"
+            report.errors.append(_problem(unreadable, what, max_examples))
+        if wrong_size:
+            what = "images whose decoded size is not their height/width (the mapper refuses them)"
+            report.errors.append(_problem(wrong_size, what, max_examples))
     if no_size:
         report.warnings.append(_problem(no_size, "images without height/width", max_examples))
     if partly:
@@ -156,6 +177,47 @@ def check_dataset_dicts(
         if unused:
             report.warnings.append(_problem(unused, "class ids without any instance", max_examples * 4))
     return report
+
+
+def _evenly_spaced(items: list, count: int | None) -> list:
+    """`count` items spread evenly from the first to the last (all of them when count is None)."""
+    if count is None or count >= len(items):
+        return list(items)
+    last = len(items) - 1
+    return [items[i] for i in sorted({round(k * last / max(count - 1, 1)) for k in range(count)})]
+
+
+def _decoded_size(file_name: str) -> tuple[int, int] | str:
+    """(height, width) of the decoded image, or why it cannot be decoded."""
+    from detrex.data import ImageReadError, read_image  # detrex.data imports detrex.utils
+
+    try:
+        return read_image(file_name, format="RGB").shape[:2]
+    except ImageReadError as e:
+        cause = e.__cause__
+        return f"{type(cause).__name__}: {cause}" if cause is not None else str(e)
+
+
+def _decode_check(dataset_dicts: list[dict], progress: bool, name: str) -> tuple[int, list[str], list[str]]:
+    """Decode the image files of `dataset_dicts` that exist (a missing one is reported elsewhere) on a few
+    threads (PIL decodes without the GIL). Returns (number decoded, unreadable files, size mismatches)."""
+    dicts = [d for d in dataset_dicts if os.path.isfile(d.get("file_name", ""))]
+    unreadable, wrong_size = [], []
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        results = pool.map(_decoded_size, [d["file_name"] for d in dicts])
+        for d, result in zip(
+            dicts, tqdm(results, total=len(dicts), desc=f"decoding {name}", disable=not progress)
+        ):
+            if isinstance(result, str):
+                unreadable.append(f"{d['file_name']} ({result})")
+                continue
+            h, w = result
+            expected = (d.get("height", h), d.get("width", w))
+            if expected != (h, w):
+                wrong_size.append(
+                    f"{_where(d)} is {w}x{h} (w x h), its dict says {expected[1]}x{expected[0]}"
+                )
+    return len(dicts), unreadable, wrong_size
 
 
 def check_num_classes(num_classes: int | None, class_names: list[str] | None, name: str) -> list[str]:

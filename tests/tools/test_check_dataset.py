@@ -13,7 +13,42 @@ def test_config_datasets_pass(tiny_shapes, script, capsys):
     out = capsys.readouterr().out
     assert "num_classes: 5" in out and "dataset 'tools_shapes_train': 4 images" in out
     assert "dataset 'tools_shapes_val': 2 images" in out and "| triangle" in out
-    assert out.strip().endswith("all checks passed")
+    # 4 and 2 images: within the default sample, so every file was decoded
+    assert "decoded 4 of 4 image files" in out
+    assert out.strip().endswith(
+        "all checks passed (every image file exists and decodes at its annotated size)"
+    )
+
+
+def test_success_line_says_how_far_images_were_checked(tiny_shapes, script, capsys):
+    tool = script("tools/check_dataset.py")
+    tool.SAMPLE = 2  # fewer than the 4 training images
+    assert tool.main(["--dataset", "tools_shapes_train"]) == 0
+    out = capsys.readouterr().out
+    assert "decoded 2 of 4 image files" in out
+    assert out.strip().endswith(
+        "all checks passed (every image file exists; 2 of 4 were decoded: pass --verify-images to decode them all)"
+    )
+    assert tool.main(["--dataset", "tools_shapes_train", "--verify-images"]) == 0
+    assert "decoded 4 of 4 image files" in capsys.readouterr().out
+    assert tool.main(["--dataset", "tools_shapes_train", "--skip-files"]) == 0
+    out = capsys.readouterr().out
+    assert "decoded" not in out
+    assert out.strip().endswith("all checks passed (image files were not checked: --skip-files)")
+
+
+def test_undecodable_image_is_an_error(corrupt_image_dataset, script, capsys):
+    name, broken = corrupt_image_dataset
+    assert (
+        script("tools/check_dataset.py").main(["--dataset", name, "--num-classes", "5", "--verify-images"])
+        == 1
+    )
+    out = capsys.readouterr().out
+    assert (
+        f"ERROR: 1 image files that cannot be decoded (training fails when it reaches them): {broken} (OSError: "
+        in out
+    )
+    assert "truncated" in out and out.strip().endswith("errors found (see above)")
 
 
 def test_class_count_mismatch_fails(tiny_shapes, script, capsys):
@@ -59,6 +94,7 @@ def test_broken_dataset_by_name(broken_dataset, script, capsys):
         (["--dataset", "no_such_dataset"], "are not registered"),
         (["--dataset", "tools_shapes_val", "model.num_classes=3"], "look like config overrides"),
         (["--config-file", "missing.py"], "no such file"),
+        (["--dataset", "tools_shapes_val", "--skip-files", "--verify-images"], "contradict each other"),
     ],
 )
 def test_bad_arguments(argv, message, script, capsys):

@@ -1,8 +1,11 @@
+import numpy as np
 import pytest
 from omegaconf import OmegaConf
+from PIL import Image
 
 from detrex.utils.dataset_check import (
     DatasetCheckError,
+    _evenly_spaced,
     check_dataset_dicts,
     check_model_classes,
     check_num_classes,
@@ -57,6 +60,48 @@ def test_every_problem_is_reported():
     assert "1 images without annotations" in warnings and "image_id 5" in warnings
     assert "class ids without any instance: 2" in warnings
     assert report.format().endswith("4 error(s)")
+
+
+def test_decoding_finds_unreadable_files_and_wrong_sizes(tmp_path):
+    """decode_images=None decodes every existing file: a truncated JPEG and an image whose dict has the wrong
+    size are errors; a missing file is reported once, as missing; decode_images=0 decodes none."""
+    Image.fromarray(np.zeros((100, 200, 3), np.uint8)).save(tmp_path / "good.png")
+    noise = np.random.default_rng(0).integers(0, 256, (100, 200, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "full.jpg")
+    data = (tmp_path / "full.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    (tmp_path / "text.png").write_bytes(b"not an image")
+    anno = [_anno([10, 10, 20, 20], 0)]
+    dicts = [
+        _dict(1, anno, str(tmp_path / "good.png")),
+        _dict(2, anno, str(tmp_path / "cut.jpg")),
+        _dict(3, anno, str(tmp_path / "good.png"), h=200, w=100),  # transposed size
+        _dict(4, anno, str(tmp_path / "text.png")),
+        _dict(5, anno, str(tmp_path / "gone.png")),
+    ]
+    report = check_dataset_dicts(dicts, num_classes=1, decode_images=None)
+    assert report.num_decoded == 4
+    assert report.errors[0] == f"1 missing image files: {tmp_path / 'gone.png'}"
+    unreadable, wrong_size = report.errors[1:]
+    assert unreadable.startswith(
+        "2 image files that cannot be decoded (training fails when it reaches them): "
+    )
+    assert f"{tmp_path / 'cut.jpg'} (OSError: image file is truncated (" in unreadable
+    assert f"{tmp_path / 'text.png'} (UnidentifiedImageError: " in unreadable
+    assert wrong_size == (
+        "1 images whose decoded size is not their height/width (the mapper refuses them): "
+        f"image_id 3 ({tmp_path / 'good.png'}) is 200x100 (w x h), its dict says 100x200"
+    )
+    assert "decoded 4 of 5 image files" in report.format()
+    report = check_dataset_dicts(dicts, num_classes=1)
+    assert report.num_decoded == 0 and len(report.errors) == 1 and "decoded" not in report.format()
+
+
+def test_decode_sample_is_evenly_spaced():
+    items = list(range(10))
+    assert _evenly_spaced(items, 4) == [0, 3, 6, 9]
+    assert _evenly_spaced(items, 1) == [0]
+    assert _evenly_spaced(items, None) == items == _evenly_spaced(items, 20)
 
 
 def test_examples_are_capped():
