@@ -116,7 +116,19 @@ def do_eval_only(cfg) -> dict:
     model = build_model(cfg)
     ema = build_ema(cfg, model)
     extra = {"ema_state": ema} if ema is not None else {}
-    DetectionCheckpointer(model, cfg.train.output_dir, **extra).load(cfg.train.init_checkpoint)
+    checkpointer = DetectionCheckpointer(model, cfg.train.output_dir, **extra)
+    checkpointer.load(cfg.train.init_checkpoint)
+    if not cfg.train.init_checkpoint:
+        logger.warning(
+            "--eval-only without train.init_checkpoint: evaluating randomly initialised weights. "
+            "Pass train.init_checkpoint=/path/to/model.pth to evaluate a trained model."
+        )
+    elif checkpointer.loaded_full_model is False:
+        logger.warning(
+            f"--eval-only: train.init_checkpoint={cfg.train.init_checkpoint!r} holds {checkpointer.loaded_format}, "
+            "not a trained detector: the transformer and heads are random and the AP will be near 0. "
+            "Pass train.init_checkpoint=/path/to/model.pth."
+        )
     if ema is not None and cfg.train.model_ema.use_ema_weights_for_eval_only:
         if not ema.initialized:
             raise KeyError(

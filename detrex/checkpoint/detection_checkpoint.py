@@ -88,6 +88,10 @@ class DetectionCheckpointer(Checkpointer):
         super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
         self.path_manager.register_handler(Detectron2Handler(self.path_manager))
         self.logger = logger
+        # what the last load() read: the detected format, and whether it held a whole detector (False for
+        # ImageNet backbone weights; None before any file was read)
+        self.loaded_format: str | None = None
+        self.loaded_full_model: bool | None = None
 
     def load(self, path: str, checkpointables: list[str] | None = None) -> dict:
         if path and not os.path.isfile(path):
@@ -100,6 +104,8 @@ class DetectionCheckpointer(Checkpointer):
 
     def _load_file(self, filename: str) -> dict:
         converted = convert_checkpoint(read_checkpoint_file(filename), self.model.state_dict())
+        self.loaded_format = converted.format
+        self.loaded_full_model = converted.full_model
         return {"model": converted, **converted.extra}
 
     def _load_model(self, checkpoint: dict) -> None:

@@ -170,9 +170,8 @@ def inference_on_dataset(
     if max_batches is not None and (full_total is None or max_batches < full_total):
         img_ids = sorted(set().union(*comm.all_gather(seen_ids)))
         logger.warning(
-            f"Stopped after {max_batches} batches (max_batches) of "
-            f"{full_total if full_total is not None else 'an unknown number'}: the metrics below cover only "
-            f"those {len(img_ids)} images, not the whole dataset"
+            f"Stopped at max_batches={max_batches} (of {full_total if full_total is not None else '?'} batches): "
+            f"the metrics below cover only those {len(img_ids)} images, not the whole dataset"
         )
     results = _evaluate(evaluator, img_ids or None)
     return {} if results is None else results

@@ -49,9 +49,13 @@ def _check_backbone(model, tv_sd):
 def test_torchvision_imagenet_weights_go_into_detectron2_layout(torchvision_r18, tmp_path, caplog):
     torch.save(torchvision_r18, tmp_path / "resnet18.pth")
     model = Detector()
+    checkpointer = DetectionCheckpointer(model)
+    assert checkpointer.loaded_format is None and checkpointer.loaded_full_model is None
     with caplog.at_level(logging.INFO, logger="detrex.checkpoint.detection_checkpoint"):
-        DetectionCheckpointer(model).load(str(tmp_path / "resnet18.pth"))
+        checkpointer.load(str(tmp_path / "resnet18.pth"))
     _check_backbone(model, torchvision_r18)
+    assert checkpointer.loaded_full_model is False  # backbone weights only: --eval-only warns about that
+    assert checkpointer.loaded_format == "torchvision ResNet ImageNet weights (backbone only)"
     report = caplog.text
     assert "torchvision ResNet ImageNet weights" in report and "fc.weight" in report
     assert "head.{weight, bias}" in report  # missing in the checkpoint, reported by module

@@ -70,8 +70,7 @@ def test_max_batches_stops_early_and_scores_only_the_images_run(coco_dataset, ca
     assert coco.evaluate()["bbox"]["AP"] < 100.0
     assert "Start inference on 2 batches" in caplog.text
     assert (
-        "Stopped after 2 batches (max_batches) of 4: the metrics below cover only those 4 images"
-        in caplog.text
+        "Stopped at max_batches=2 (of 4 batches): the metrics below cover only those 4 images" in caplog.text
     )
     # a limit at or above the loader's length changes nothing
     caplog.clear()
@@ -79,7 +78,7 @@ def test_max_batches_stops_early_and_scores_only_the_images_run(coco_dataset, ca
         assert (
             inference_on_dataset(model, loader, [COCOEvaluator(name)], max_batches=4)["bbox"]["AP"] == 100.0
         )
-    assert "Stopped after" not in caplog.text
+    assert "Stopped at" not in caplog.text
     with pytest.raises(ValueError, match="max_batches must be >= 1"):
         inference_on_dataset(model, loader, None, max_batches=0)
 
