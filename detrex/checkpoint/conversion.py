@@ -6,20 +6,22 @@ Formats, tried in this order:
 2. this project's / detrex's layout (most keys are model keys): loaded as is;
 3. a bare ImageNet ResNet (torchvision ``resnet50-*.pth``, detectron2 ``R-50.pkl``, caffe2 blobs): mapped
    into the model's backbone, ``fc`` dropped.
-Anything else is a CheckpointFormatError. The result is then checked against the model's state dict
+A checkpoint of one registered family given to a model of another (by ``model_signature``) is an
+IncompatibleCheckpointError naming both; anything else is a CheckpointFormatError. The result is then checked against the model's state dict
 (``plan_load``): a full-model checkpoint that fits few of the model's tensors is an
 IncompatibleCheckpointError naming what it looks like, not a partial load.
 """
 
 import argparse
 import pickle
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from .converters import NUM_OFFICIAL_CLASS_ROWS, FamilyConverter, find_converter
+from .converters import NUM_OFFICIAL_CLASS_ROWS, FamilyConverter, find_converter, find_model_family
 from .resnet_keys import BackboneLayout, detect_resnet_layout, find_backbone_layout, to_torchvision_name
 
 MIN_FULL_MODEL_MATCH = 0.9  # share of the model's tensors a full-model checkpoint must provide
@@ -165,6 +167,7 @@ def convert_checkpoint(obj: Mapping, model_state: Mapping[str, torch.Tensor]) ->
     shapes = {k: tuple(v.shape) for k, v in model_state.items()}
     backbone = find_backbone_layout(shapes)
     converter = find_converter(sd)
+    check_same_family(sd, converter, shapes)
     if converter is not None:
         return convert_official(sd, converter, backbone, shapes)
     known = sum(k in shapes for k in sd)
@@ -175,10 +178,35 @@ def convert_checkpoint(obj: Mapping, model_state: Mapping[str, torch.Tensor]) ->
     layout = detect_resnet_layout(sd)
     if layout is not None:
         return convert_backbone(sd, layout, backbone)
+    family = find_model_family(sd)
+    what = (
+        f"It has the keys of a detrex {family.name} checkpoint, but not this model's: is the config for another "
+        "model or variant?"
+        if family is not None
+        else f"Not an official release of {_families()}, not detrex's layout of this model, not an ImageNet "
+        "ResNet. Is it a checkpoint of another model?"
+    )
     raise CheckpointFormatError(
         f"unrecognised checkpoint: {len(sd)} tensors, keys like {list(sd)[:4]}; {known} of them are keys of "
-        f"the model (which has keys like {list(shapes)[:3]}). Not an official release of "
-        f"{_families()}, not this project's layout, not an ImageNet ResNet. Is it a checkpoint of another model?"
+        f"the model (which has keys like {list(shapes)[:3]}). {what}"
+    )
+
+
+def check_same_family(sd: dict, official: FamilyConverter | None, model_state: Mapping) -> None:
+    """IncompatibleCheckpointError when the checkpoint (an official release of ``official``, or detrex's
+    layout of a registered family) belongs to one family and the model to another."""
+    ours = find_model_family(model_state)
+    theirs = official or find_model_family(sd)
+    if ours is None or theirs is None or theirs is ours:
+        return
+    what = (
+        f"an official {theirs.name} release" if official is not None else f"a detrex {theirs.name} checkpoint"
+    )
+    pattern = (official.signature if official is not None else theirs.model_signature)[0]
+    telling = next(k for k in sd if re.search(pattern, k))
+    raise IncompatibleCheckpointError(
+        f"this looks like {what} ({len(sd)} tensors, with {telling}); the model to load it into is "
+        f"{ours.name}: it goes with {theirs.name} configs (projects/{theirs.family}/configs)"
     )
 
 

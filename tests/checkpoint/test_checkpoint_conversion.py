@@ -3,10 +3,16 @@
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
-from detrex.checkpoint import convert_official
-from detrex.checkpoint.converters import COCO_CLASS_ROWS, CONVERTERS, find_converter
+from detrex.checkpoint import (
+    CheckpointFormatError,
+    IncompatibleCheckpointError,
+    convert_checkpoint,
+    convert_official,
+)
+from detrex.checkpoint.converters import COCO_CLASS_ROWS, CONVERTERS, find_converter, find_model_family
 from detrex.checkpoint.resnet_keys import BackboneLayout, detect_resnet_layout, find_backbone_layout
 
 SPECS = Path(__file__).resolve().parents[1] / "fixtures/parity/specs"
@@ -73,3 +79,43 @@ def test_resnet_layout_detection():
     assert detect_resnet_layout(["stem.conv1.weight", "res2.0.conv1.weight"]) == "detectron2"
     assert detect_resnet_layout(["conv1_w", "res_conv1_bn_s", "res2_0_branch2a_w"]) == "caffe2"
     assert detect_resnet_layout(["transformer.x", "backbone.stem.conv1.weight"]) is None
+
+
+def test_model_family_from_keys():
+    assert (
+        find_model_family(_spec("conditional_detr_r50_50ep.detrex")["shapes"])
+        is CONVERTERS["conditional_detr"]
+    )
+    assert find_model_family(_spec("anchor_detr_r50_50ep.detrex")["shapes"]) is CONVERTERS["anchor_detr"]
+    assert find_model_family(_spec("conditional_detr_r50_50ep.official")["shapes"]) is None
+    assert find_model_family(["backbone.stem.conv1.weight", "head.weight"]) is None
+
+
+def test_checkpoint_of_the_other_family_is_named():
+    """A detrex checkpoint (or official release) of one family given to a model of the other: the error says
+    which family the checkpoint is and which the model is."""
+    conditional = _meta(_spec("conditional_detr_r50_50ep.detrex")["shapes"])
+    anchor = _meta(_spec("anchor_detr_r50_50ep.detrex")["shapes"])
+    with pytest.raises(IncompatibleCheckpointError) as e:
+        convert_checkpoint({"model": conditional, "iteration": 5}, anchor)
+    assert str(e.value).startswith("this looks like a detrex Conditional-DETR checkpoint (564 tensors, with ")
+    assert str(e.value).endswith(
+        "the model to load it into is Anchor-DETR: it goes with Conditional-DETR configs "
+        "(projects/conditional_detr/configs)"
+    )
+    with pytest.raises(
+        IncompatibleCheckpointError, match="a detrex Anchor-DETR checkpoint .* is Conditional-DETR"
+    ):
+        convert_checkpoint({"model": anchor}, conditional)
+    official_anchor = _meta(_spec("anchor_detr_r50_50ep.official")["shapes"])
+    with pytest.raises(
+        IncompatibleCheckpointError, match="an official Anchor-DETR release .* is Conditional-DETR"
+    ):
+        convert_checkpoint({"model": official_anchor}, conditional)
+    # the same family still loads; a model of no registered family gets the general error, naming the family
+    assert convert_checkpoint({"model": conditional}, conditional).format == "detrex layout"
+    other = {"head.weight": torch.empty(2, 2, device="meta")}
+    with pytest.raises(
+        CheckpointFormatError, match="It has the keys of a detrex Conditional-DETR checkpoint"
+    ):
+        convert_checkpoint({"model": conditional}, other)

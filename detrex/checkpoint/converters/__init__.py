@@ -35,11 +35,19 @@ def find_converter(state_dict) -> FamilyConverter | None:
     return found[0] if found else None
 
 
+def find_model_family(state_dict) -> FamilyConverter | None:
+    """The family whose detrex model has the keys of ``state_dict`` (``model_signature``), or None. Works on
+    a model's state dict and on checkpoints in detrex's layout."""
+    found = [c for c in CONVERTERS.values() if c.matches_model(state_dict)]
+    return found[0] if len(found) == 1 else None
+
+
 __all__ = [
     "COCO_CLASS_ROWS",
     "CONVERTERS",
     "NUM_OFFICIAL_CLASS_ROWS",
     "FamilyConverter",
     "find_converter",
+    "find_model_family",
     "register_converter",
 ]

@@ -12,8 +12,10 @@ from .base import FamilyConverter
 
 CONVERTER = FamilyConverter(
     family="anchor_detr",
+    name="Anchor-DETR",
     description="official Anchor-DETR release (github.com/megvii-research/AnchorDETR)",
     signature=(r"^transformer\.pattern\.weight$", r"^input_proj\.0\.0\.weight$"),
+    model_signature=(r"^transformer\.pattern\.weight$", r"^transformer\.adapt_pos2d\."),  # official's too
     renames=(
         (r"^input_proj\.0\.0\.", "input_proj.0."),  # 1x1 conv
         (r"^input_proj\.0\.1\.", "input_proj.1."),  # GroupNorm

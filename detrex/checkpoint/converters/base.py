@@ -7,8 +7,10 @@ A family plugs in with one module in this package that defines a module-level ``
 
     CONVERTER = FamilyConverter(
         family="my_family",
+        name="My-DETR",
         description="official My-DETR release (github.com/org/MyDETR)",
         signature=(r"^transformer\\.pattern\\.weight$", r"^input_proj\\.0\\.0\\.weight$"),
+        model_signature=(r"^transformer\\.pattern\\.weight$", r"^input_proj\\.0\\.weight$"),
         renames=(                                   # official -> ours, applied in order, each to the
             (r"^input_proj\\.0\\.0\\.", "input_proj.0."),  # result of the previous one (re.sub)
             (r"^input_proj\\.0\\.1\\.", "input_proj.1."),
@@ -22,6 +24,10 @@ and is listed in ``converters/__init__.py`` (imported inside ``try`` so that a f
 * ``signature``: regexes that must ALL match some key of an official checkpoint (``matches``). Use keys that
   only the official layout has: the loader tries the family converters BEFORE assuming the checkpoint
   already has our names, so a signature that also matches our own layout would rename our checkpoints.
+* ``name``: how messages name the family ("Anchor-DETR").
+* ``model_signature``: regexes that must ALL match some key of detrex's model of this family (its state dict,
+  so also its checkpoints). Loading a checkpoint of one family into a model of another is an error that names
+  both (``find_model_family``); official releases are recognised first, so this may also match them.
 * ``renames``: ``(pattern, replacement)`` pairs; every key goes through all of them in order.
 * ``class_keys``: regexes of (renamed) keys whose first dimension indexes the 91 COCO category ids of the
   official heads; when the model's tensor has ``len(class_rows)`` (80) rows, rows ``class_rows`` are kept.
@@ -47,8 +53,10 @@ NUM_OFFICIAL_CLASS_ROWS = 91
 @dataclass(frozen=True)
 class FamilyConverter:
     family: str
+    name: str
     description: str
     signature: tuple[str, ...]
+    model_signature: tuple[str, ...] = ()
     renames: tuple[tuple[str, str], ...] = ()
     class_keys: tuple[str, ...] = ()
     backbone_prefix: str | None = None
@@ -64,6 +72,14 @@ class FamilyConverter:
         """Whether the keys of ``state_dict`` look like this family's official checkpoints."""
         keys = list(state_dict)
         return all(any(re.search(p, k) for k in keys) for p in self.signature)
+
+    def matches_model(self, state_dict) -> bool:
+        """Whether the keys of ``state_dict`` look like detrex's model of this family (False without a
+        ``model_signature``)."""
+        keys = list(state_dict)
+        return bool(self.model_signature) and all(
+            any(re.search(p, k) for k in keys) for p in self.model_signature
+        )
 
     def rename(self, key: str) -> str:
         """Our name of an official (non-backbone) key."""

@@ -15,8 +15,13 @@ _PROJS = {  # official projection name -> ours (decoder self-attention sa_*, cro
 
 CONVERTER = FamilyConverter(
     family="conditional_detr",
+    name="Conditional-DETR",
     description="official Conditional-DETR release (github.com/Atten4Vis/ConditionalDETR)",
     signature=(r"\.ca_qpos_sine_proj\.weight$", r"\.sa_qcontent_proj\.weight$", r"^backbone\.0\.body\."),
+    model_signature=(
+        r"\.attentions\.1\.query_pos_sine_proj\.weight$",
+        r"^transformer\.decoder\.ref_point_head\.",
+    ),
     renames=(
         (_ENC + r"self_attn\.", r"\1.attentions.0.attn."),
         (_ENC + r"linear1\.", r"\1.ffns.0.layers.0.0."),
