@@ -158,6 +158,11 @@ class PeriodicWriter(HookBase):
         self.writers = writers
         self.period = period
 
+    def before_train(self) -> None:
+        if self.trainer.start_iter > 0:  # resumed: rows of the interrupted run from here on are redone
+            for writer in self.writers:
+                writer.resume_from(self.trainer.start_iter)
+
     def after_step(self) -> None:
         iteration = self.trainer.iter
         if (iteration + 1) % self.period == 0 or iteration == self.trainer.max_iter - 1:

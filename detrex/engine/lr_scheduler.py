@@ -1,9 +1,13 @@
 """Learning-rate schedules: fvcore param schedulers (a multiplier of "where" in [0, 1]) with a warm-up
 stage, applied to an optimizer by ``LRMultiplier`` at every iteration."""
 
+import logging
+
 import torch
 from fvcore.common.param_scheduler import ParamScheduler
 from torch.optim.lr_scheduler import LRScheduler
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["WarmupParamScheduler", "LRMultiplier", "build_lr_scheduler"]
 
@@ -72,12 +76,22 @@ class LRMultiplier(LRScheduler):
         super().__init__(optimizer, last_epoch=last_iter)
 
     def state_dict(self) -> dict:
-        return {"base_lrs": self.base_lrs, "last_epoch": self.last_epoch}
+        return {"base_lrs": self.base_lrs, "last_epoch": self.last_epoch, "max_iter": self._max_iter}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.base_lrs = list(state_dict["base_lrs"])
         self.last_epoch = int(state_dict["last_epoch"])
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+        saved_max_iter = state_dict.get("max_iter")  # absent in checkpoints of earlier versions
+        if saved_max_iter is not None and int(saved_max_iter) != self._max_iter:
+            at = self.last_epoch / self._max_iter
+            before = self._multiplier(min(self.last_epoch / int(saved_max_iter), 1.0))
+            logger.warning(
+                f"Resuming with max_iter={self._max_iter}, but the checkpoint was trained towards "
+                f"max_iter={saved_max_iter}: the lr schedule is a function of iteration / max_iter, so it is "
+                f"stretched to the new length (at iteration {self.last_epoch} the lr multiplier goes from "
+                f"{before:.4g} to {self._multiplier(min(at, 1.0)):.4g})"
+            )
 
     def get_lr(self) -> list[float]:
         factor = self._multiplier(min(self.last_epoch / self._max_iter, 1.0))

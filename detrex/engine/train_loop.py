@@ -235,7 +235,8 @@ class Trainer:
                 raise KeyError(f"{path} has no 'trainer' state (iteration, optimizer): it cannot be resumed")
             return self.iter + 1  # the checkpoint holds the last finished iteration
         if resume:
-            logger.info(f"--resume: no checkpoint in {checkpointer.save_dir}, starting from scratch")
+            start = f"train.init_checkpoint={init_checkpoint!r}" if init_checkpoint else "scratch"
+            logger.info(f"--resume: no checkpoint in {checkpointer.save_dir} yet; starting from {start}")
         checkpointer.load(init_checkpoint, checkpointables=[])
         return 0
 

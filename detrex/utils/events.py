@@ -7,6 +7,7 @@ to ``metrics.json``, ``TensorboardXWriter`` writes TensorBoard events.
 import datetime
 import json
 import logging
+import math
 import os
 import time
 from collections import defaultdict
@@ -185,6 +186,10 @@ class EventWriter:
     def close(self) -> None:
         pass
 
+    def resume_from(self, iteration: int) -> None:
+        """Training restarts at ``iteration`` (after --resume): drop what was written for it and later
+        by the interrupted run, which is about to be recomputed."""
+
 
 class JSONWriter(EventWriter):
     """Append the scalars of each new iteration to ``json_file``, one JSON object per line, flushed.
@@ -193,9 +198,31 @@ class JSONWriter(EventWriter):
     """
 
     def __init__(self, json_file: str, window_size: int = 20):
+        self._path = json_file
         self._file = open(json_file, "a")
         self._window_size = window_size
         self._written: dict[str, int] = {}  # name -> last iteration written
+
+    def resume_from(self, iteration: int) -> None:
+        """Rewrite the file without the rows of ``iteration`` and later (atomically)."""
+        self._file.flush()
+        with open(self._path) as f:
+            lines = f.read().splitlines(keepends=True)
+        keep = [line for line in lines if _row_iteration(line) < iteration]
+        if len(keep) == len(lines):
+            return
+        self._file.close()
+        tmp = f"{self._path}.tmp"
+        with open(tmp, "w") as f:
+            f.writelines(keep)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._path)
+        self._file = open(self._path, "a")
+        logging.getLogger(__name__).info(
+            f"{self._path}: dropped {len(lines) - len(keep)} rows of iteration >= {iteration} written by the "
+            "interrupted run (they are recomputed from the checkpoint)"
+        )
 
     def write(self) -> None:
         by_iter: dict[int, dict] = defaultdict(dict)
@@ -208,6 +235,14 @@ class JSONWriter(EventWriter):
 
     def close(self) -> None:
         self._file.close()
+
+
+def _row_iteration(line: str) -> float:
+    """The "iteration" of a metrics.json row; rows that cannot be read sort first (and are kept)."""
+    try:
+        return json.loads(line)["iteration"]
+    except (ValueError, KeyError, TypeError):
+        return -math.inf
 
 
 def _new_scalars(written: dict[str, int], window_size: int) -> dict[str, tuple[float, int]]:
@@ -227,12 +262,16 @@ class TensorboardXWriter(EventWriter):
         self._log_dir = log_dir
         self._window_size = window_size
         self._written: dict[str, int] = {}
+        self._purge_step: int | None = None
+
+    def resume_from(self, iteration: int) -> None:
+        self._purge_step = iteration  # TensorBoard hides the older files' events from this step on
 
     @cached_property
     def _writer(self):
         from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: only when used
 
-        return SummaryWriter(log_dir=self._log_dir)
+        return SummaryWriter(log_dir=self._log_dir, purge_step=self._purge_step)
 
     def write(self) -> None:
         for name, (value, itr) in _new_scalars(self._written, self._window_size).items():

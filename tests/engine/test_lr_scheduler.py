@@ -53,7 +53,7 @@ def test_lr_multiplier_steps_every_group_and_resumes():
         sched.step()
     factors = [0.5, 0.75, 1, 1, 1, 1, 0.1, 0.1, 0.1, 0.1]
     torch.testing.assert_close(torch.tensor(lrs), torch.tensor([[1e-4 * f, 1e-5 * f] for f in factors]))
-    assert set(sched.state_dict()) == {"base_lrs", "last_epoch"}
+    assert sched.state_dict() == {"base_lrs": [1e-4, 1e-5], "last_epoch": 10, "max_iter": 10}
 
     # a scheduler rebuilt and loaded from the state at iteration 6 continues with the same lrs
     opt2 = _optimizer()
@@ -63,6 +63,17 @@ def test_lr_multiplier_steps_every_group_and_resumes():
     opt2.step()
     sched2.step()
     assert [g["lr"] for g in opt2.param_groups] == pytest.approx([1e-5, 1e-6])
+
+
+def test_resuming_towards_another_max_iter_says_the_schedule_stretches(caplog):
+    multiplier = CosineParamScheduler(1.0, 0.0)
+    sched = LRMultiplier(_optimizer(), multiplier, max_iter=40)
+    with caplog.at_level("WARNING", logger="detrex.engine.lr_scheduler"):
+        sched.load_state_dict({"base_lrs": [1e-4, 1e-5], "last_epoch": 20, "max_iter": 40})  # the same length
+        assert caplog.text == ""
+        sched.load_state_dict({"base_lrs": [1e-4, 1e-5], "last_epoch": 20, "max_iter": 30})
+    assert "Resuming with max_iter=40, but the checkpoint was trained towards max_iter=30" in caplog.text
+    assert f"from {multiplier(20 / 30):.4g} to {multiplier(20 / 40):.4g}" in caplog.text
 
 
 def test_lr_multiplier_rejects_non_fvcore():

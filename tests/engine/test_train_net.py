@@ -146,6 +146,14 @@ def test_resume_after_kill_continues_exactly(full_run, killed_run, env, tmp_path
     assert "Restored trainer state: iteration, optimizer" in proc.stdout
     assert "Starting training from iteration 4" in proc.stdout
     assert_same_metrics(read_metrics(out), read_metrics(full_run[0]))
+    # the rows the killed run wrote after its checkpoint were dropped, not left as duplicates
+    seen = [
+        (r["iteration"], k)
+        for r in map(json.loads, (out / "metrics.json").read_text().splitlines())
+        for k in r
+        if k != "iteration"
+    ]
+    assert len(seen) == len(set(seen))
 
 
 def test_nan_loss_stops_without_touching_the_last_checkpoint(killed_run, env, tmp_path):

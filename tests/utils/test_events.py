@@ -84,6 +84,23 @@ def test_json_writer_one_object_per_iteration(tmp_path):
     assert lines[2] == {"iteration": 2, "bbox/AP50": 30.0}
 
 
+def test_json_writer_resume_drops_the_rows_to_be_recomputed(tmp_path):
+    path = tmp_path / "metrics.json"
+    rows = [{"iteration": i, "total_loss": float(i)} for i in range(0, 30, 5)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + "not json\n")
+    writer = JSONWriter(str(path), window_size=1)
+    writer.resume_from(15)  # the interrupted run had written 15, 20, 25 after its last checkpoint
+    with EventStorage(15) as storage:
+        _fill(storage, 15, 16)
+        writer.write()
+    writer.close()
+    lines = path.read_text().splitlines()
+    assert [json.loads(x)["iteration"] for x in lines if x != "not json"] == [0, 5, 10, 15]
+    assert "not json" in lines  # rows it cannot read are kept, not lost
+    JSONWriter(str(path)).resume_from(100)  # nothing after it: the file is left as it is
+    assert path.read_text().splitlines() == lines
+
+
 @pytest.fixture
 def printer_logs(caplog):
     logger = logging.getLogger("detrex.utils.events")  # "detrex" may not propagate (setup_logger)
@@ -130,3 +147,35 @@ def test_tensorboard_writer_writes_events(tmp_path):
     acc.Reload()
     events = acc.Scalars("loss_bbox")
     assert [(e.step, e.value) for e in events] == [(2, 2.0)]  # median of 0, 2, 4
+
+
+def _tensorboard_scalars(log_dir, tag):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(log_dir))  # a folder: all its event files, as TensorBoard reads them
+    acc.Reload()
+    return [(e.step, e.value) for e in acc.Scalars(tag)]
+
+
+def test_tensorboard_writer_resume_purges_the_interrupted_steps(tmp_path):
+    writer = TensorboardXWriter(str(tmp_path), window_size=1)
+    with EventStorage(0) as storage:
+        for it in range(6):
+            _fill(storage, it, it + 1)
+            writer.write()
+    writer.close()
+    resumed = TensorboardXWriter(str(tmp_path), window_size=1)
+    resumed.resume_from(3)
+    with EventStorage(3) as storage:
+        for it in range(3, 5):
+            storage.iter = it
+            storage.put_scalar("total_loss", 100.0 + it)
+            resumed.write()
+    resumed.close()
+    assert _tensorboard_scalars(tmp_path, "total_loss") == [
+        (0, 0.0),
+        (1, 1.0),
+        (2, 2.0),
+        (3, 103.0),
+        (4, 104.0),
+    ]
