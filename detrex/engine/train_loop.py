@@ -102,6 +102,11 @@ class Trainer:
         self.autocast = torch.autocast(device_type, dtype=dtype) if amp_enabled else contextlib.nullcontext()
         # loss scaling is only needed for float16; disabled, the scaler passes everything through
         self.scaler = torch.amp.GradScaler(device_type, enabled=amp_enabled and dtype == torch.float16)
+        if amp_enabled:
+            scaling = " with a GradScaler" if self.scaler.is_enabled() else ""
+            logger.info(
+                f"Mixed precision: {device_type} autocast to {str(dtype).replace('torch.', '')}{scaling}"
+            )
         self._hooks: list[HookBase] = []
         self.iter = self.start_iter = self.max_iter = 0
         self.storage: EventStorage | None = None

@@ -172,14 +172,17 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
-def test_amp_and_clipping_run_on_cpu(tmp_path, dtype):
-    trainer = run_toy(
-        str(tmp_path),
-        max_iter=3,
-        amp_enabled=True,
-        amp_dtype=dtype,
-        clip_grad_params={"max_norm": 0.01, "norm_type": 2.0},
-    )
+def test_amp_and_clipping_run_on_cpu(tmp_path, dtype, caplog):
+    with caplog.at_level("INFO", logger="detrex.engine.train_loop"):
+        trainer = run_toy(
+            str(tmp_path),
+            max_iter=3,
+            amp_enabled=True,
+            amp_dtype=dtype,
+            clip_grad_params={"max_norm": 0.01, "norm_type": 2.0},
+        )
+    scaling = " with a GradScaler" if dtype == "float16" else ""
+    assert f"Mixed precision: cpu autocast to {dtype}{scaling}" in caplog.text
     assert isinstance(trainer.autocast, torch.autocast) and trainer.autocast.fast_dtype == getattr(
         torch, dtype
     )
