@@ -26,6 +26,8 @@ Peak memory is torch.cuda.max_memory_allocated on CUDA; on the CPU it is the pro
 set size (ru_maxrss), which only grows: its growth during a task is reported too, and with --isolate
 each task runs in a fresh process, whose whole peak (process_peak_rss_mb: model, optimizer state,
 activations, libraries) is comparable with a separate script's ru_maxrss.
+A task that fails (data without its dataset, say) is reported with its whole reason under the table and in
+the JSON; the other tasks still run, and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -312,13 +314,20 @@ def bench_coco_eval(args) -> dict:
 
 
 def format_table(results: dict) -> str:
+    """One row per metric; a failed task's reason is shortened here and printed whole by format_failures."""
     rows = []
     for task, metrics in results.items():
         for key, value in metrics.items():
-            if key == "error" and len(value) > 100:  # whole in the JSON and on stderr
-                value = value[:97] + "..."
+            if key == "error":
+                value = value.splitlines()[0]
+                value = value if len(value) <= 100 else value[:80] + "... (in full below)"
             rows.append([task, key, f"{value:.4g}" if isinstance(value, float) else value])
     return tabulate(rows, headers=["task", "metric", "value"], tablefmt="pipe")
+
+
+def format_failures(results: dict) -> str:
+    """The whole reason of each failed task, one paragraph per task ("" when none failed)."""
+    return "\n".join(f"task {task!r} failed: {m['error']}" for task, m in results.items() if "error" in m)
 
 
 def cpu_name() -> str:
@@ -345,14 +354,17 @@ def run_isolated(args, tasks: tuple[str, ...]) -> dict:
                 argv += ["--train-size", ",".join("x".join(map(str, s)) for s in args.train_size)]
             argv += [f"--{flag}" for flag in ("amp", "compile") if getattr(args, flag)]
             argv += ["--threads", str(args.threads)] if args.threads else []
-            proc = subprocess.run(argv + list(args.opts), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            if proc.returncode != 0:  # reported with its reason; the other tasks still run
+            proc = subprocess.run(
+                argv + list(args.opts), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            )
+            if proc.returncode != 0:
                 sys.stderr.write(proc.stderr)
-                lines = [line for line in proc.stderr.splitlines() if line.strip()]
-                results[task] = {"error": lines[-1] if lines else f"exit status {proc.returncode}"}
+            if os.path.isfile(out):  # also when the task failed: its reason is in the JSON (exit status 1)
+                with open(out) as f:
+                    results[task] = json.load(f)["results"][task]
                 continue
-            with open(out) as f:
-                results[task] = json.load(f)["results"][task]
+            lines = [line for line in proc.stderr.splitlines() if line.strip()]
+            results[task] = {"error": lines[-1] if lines else f"exit status {proc.returncode}"}
     return results
 
 
@@ -377,12 +389,9 @@ def run_tasks(cfg, args, tasks: tuple[str, ...], device: str) -> dict:
                 results[task] = bench_train(cfg, model, args, device, autocast)
             else:
                 results[task] = bench_data(cfg, args)
-        except Exception as e:
-            if len(tasks) == 1:
-                raise
-            # --task all: e.g. "data" without a dataset folder; the other tasks still run
+        except Exception as e:  # e.g. "data" without a dataset folder; reported, the other tasks still run
             print(f"benchmark: task {task!r} failed: {type(e).__name__}: {e}", file=sys.stderr)
-            results[task] = {"error": f"{type(e).__name__}: {e}".splitlines()[0]}
+            results[task] = {"error": f"{type(e).__name__}: {e}"}
             continue
         results[task]["process_peak_rss_mb"] = process_peak_rss_mb()
     return results
@@ -422,6 +431,8 @@ def main(argv: list[str] | None = None) -> dict:
     tasks = TASKS if args.task == "all" else (args.task,)
     results = run_isolated(args, tasks) if args.isolate else run_tasks(cfg, args, tasks, device)
     print(format_table(results))
+    if format_failures(results):
+        print(format_failures(results))
     summary = {
         "config_file": args.config_file,
         "overrides": list(args.opts),

@@ -35,14 +35,43 @@ def test_a_failing_task_is_reported_and_the_others_still_run(tiny_shapes, script
     out = tmp_path / "bench.json"
     argv = ["--config-file", TINY, "--task", "all", "--num-iter", "1", "--warmup", "0"]
     argv += ["--input-size", "64x64", "--train-size", "64x64"]  # eval and train need no dataset
-    argv += ["--output", str(out), *(["--isolate"] if isolate else []), "dataloader.train.dataset.names=no_such_set"]
+    argv += [
+        "--output",
+        str(out),
+        *(["--isolate"] if isolate else []),
+        "dataloader.train.dataset.names=no_such_set",
+    ]
     summary = script("tools/benchmark.py").main(argv)
     results = json.loads(out.read_text())["results"]
     assert results.keys() == summary["results"].keys() == {"eval", "train", "data"}
-    assert "no_such_set" in results["data"]["error"]
+    error = results["data"]["error"]
+    assert error.startswith("InstantiationError: cannot instantiate 'dataloader.train.dataset'")
+    assert (
+        "no_such_set" in error and "Registered: " in error
+    )  # the whole message, not its first 100 characters
     assert results["eval"]["iterations"] == 1 and results["train"]["iterations"] == 1
     captured = capsys.readouterr()
-    assert "no_such_set" in captured.err and "| data   | error" in captured.out
+    assert "no_such_set" in captured.err
+    (row,) = [line for line in captured.out.splitlines() if line.startswith("| data   | error")]
+    assert row.rstrip(" |").endswith("... (in full below)")
+    assert f"\ntask 'data' failed: {error}\n" in captured.out  # under the table, whole
+
+
+def test_data_task_alone_on_a_missing_dataset(tiny_shapes, script, tmp_path, capsys, monkeypatch):
+    """--task data without the dataset's JSON: no traceback; the reason (with the missing path) is printed
+    in full and written to the JSON, as with --task all."""
+    monkeypatch.setenv("DETREX_DATASETS", str(tmp_path / "datasets"))
+    out = tmp_path / "bench.json"
+    argv = ["--config-file", TINY, "--task", "data", "--num-iter", "1", "--output", str(out)]
+    summary = script("tools/benchmark.py").main([*argv, "dataloader.train.dataset.names=coco_2017_train"])
+    missing = str(tmp_path / "datasets" / "coco" / "annotations" / "instances_train2017.json")
+    error = json.loads(out.read_text())["results"]["data"]["error"]
+    assert (
+        error == summary["results"]["data"]["error"]
+        and f"FileNotFoundError: dataset 'coco_2017_train': no {missing}" in error
+    )
+    assert "Expected layout:" in error  # the following lines of the message too
+    assert f"task 'data' failed: {error}" in capsys.readouterr().out
 
 
 def test_eval_fixed_input_size_bf16(tiny_shapes, script):
