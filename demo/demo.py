@@ -1,4 +1,4 @@
-"""Run a detector on images (or a video) and write copies with the detections drawn.
+r"""Run a detector on images (or a video) and write copies with the detections drawn.
 
     python demo/demo.py --config-file projects/conditional_detr/configs/conditional_detr_r50_50ep.py \
         --input photo.jpg photos/ "more/*.png" --output demo_out/ --confidence-threshold 0.5 \

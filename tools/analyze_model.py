@@ -1,4 +1,4 @@
-"""Count a model's flops, activations and parameters, or print its structure (fvcore-based).
+r"""Count a model's flops, activations and parameters, or print its structure (fvcore-based).
 
     python tools/analyze_model.py --config-file projects/conditional_detr/configs/conditional_detr_r50_50ep.py \
         --tasks flop parameter --num-inputs 10 train.device=cpu

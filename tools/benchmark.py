@@ -1,4 +1,4 @@
-"""Measure the speed and peak memory of a configured model and its data loader.
+r"""Measure the speed and peak memory of a configured model and its data loader.
 
     python tools/benchmark.py --config-file projects/anchor_detr/configs/anchor_detr_r50_50ep.py \
         --task all --num-iter 50 --warmup 5 --output bench.json

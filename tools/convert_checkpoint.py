@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Convert an official Conditional-DETR / Anchor-DETR release checkpoint to this project's names
+r"""Convert an official Conditional-DETR / Anchor-DETR release checkpoint to this project's names
 (DetectionCheckpointer.load also does this in memory; a converted file is smaller and loads faster).
 
     python tools/convert_checkpoint.py --source ConditionalDETR_r50_epoch50.pth --output conditional_detr_r50.pth \

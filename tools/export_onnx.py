@@ -1,4 +1,4 @@
-"""Export a detector to ONNX and check the exported model against PyTorch with onnxruntime.
+r"""Export a detector to ONNX and check the exported model against PyTorch with onnxruntime.
 
     python tools/export_onnx.py --config-file projects/conditional_detr/configs/conditional_detr_r50_50ep.py \
         --output conditional_detr.onnx --input-size 800x1216 train.init_checkpoint=/path/to/model_final.pth

@@ -1,4 +1,4 @@
-"""Plot losses, learning rate and AP over iterations from one or more runs' `metrics.json`.
+r"""Plot losses, learning rate and AP over iterations from one or more runs' `metrics.json`.
 
     python tools/plot_metrics.py output/run_a output/run_b --output compare.png \
         --keys total_loss loss_class lr bbox/AP
@@ -118,7 +118,11 @@ def plot(
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("runs", nargs="+", help="training output folders (or metrics.json files)")
     parser.add_argument("--output", default="metrics.png", help="PNG file to write (default: metrics.png)")
     parser.add_argument(

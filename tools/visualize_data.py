@@ -1,4 +1,4 @@
-"""Draw ground-truth boxes of the training data, as annotated or as the model sees them.
+r"""Draw ground-truth boxes of the training data, as annotated or as the model sees them.
 
     python tools/visualize_data.py --config-file projects/conditional_detr/configs/conditional_detr_r50_50ep.py \
         --source dataloader --output vis_data/ --num-images 20

@@ -1,4 +1,4 @@
-"""Draw saved detections next to the ground truth: ground truth on the left, predictions on the right.
+r"""Draw saved detections next to the ground truth: ground truth on the left, predictions on the right.
 
     python tools/visualize_json_results.py --input output/inference/coco_instances_results.json \
         --output vis_results/ --dataset coco_2017_val --conf-threshold 0.5
