@@ -73,6 +73,24 @@ def test_register_and_filter_empty(tiny_coco, unique_name):
     assert len(get_detection_dataset_dicts([name, name])) == 4
 
 
+def test_registering_again_from_a_reloaded_config(tiny_coco, unique_name, tmp_path):
+    json_file, image_root, _ = tiny_coco
+    name = unique_name()
+    config = tmp_path / "my_config.py"
+    config.write_text(
+        "from detrex.data import register_coco_instances\n"
+        f"register_coco_instances({name!r}, {{}}, {json_file!r}, {image_root!r})\n"
+        f"dataset = dict(names={name!r})\n"
+    )
+    from detrex.config import LazyConfig
+
+    for _ in range(2):  # tools/train_net.py loads the config twice in one process
+        assert LazyConfig.load(str(config)).dataset.names == name
+    assert [d["image_id"] for d in get_detection_dataset_dicts(name)] == [10, 11]
+    with pytest.raises(KeyError, match="already registered with json_file="):
+        register_coco_instances(name, {}, str(tmp_path / "other.json"), image_root)
+
+
 def test_concat_with_different_classes_fails(tiny_coco, unique_name):
     json_file, image_root, _ = tiny_coco
     a, b = unique_name(), unique_name()

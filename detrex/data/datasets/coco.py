@@ -65,7 +65,9 @@ def load_coco_json(
         if gc_enabled:
             gc.enable()
     seconds = time.perf_counter() - start
-    logger.info(f"Loaded {len(dataset_dicts)} images, {num_anns} annotations from {json_file} in {seconds:.2f}s")
+    logger.info(
+        f"Loaded {len(dataset_dicts)} images, {num_anns} annotations from {json_file} in {seconds:.2f}s"
+    )
     return dataset_dicts
 
 
@@ -123,12 +125,27 @@ def register_coco_instances(name: str, metadata: dict, json_file: str, image_roo
 
     metadata: extra attributes (e.g. {} or {"thing_classes": [...]}) stored with json_file, image_root
     and evaluator_type="coco", so COCOEvaluator(name) works on it.
+    Registering the same name with the same files again does nothing (config files that register their
+    dataset are loaded more than once); other files under a taken name are an error.
     """
     if not isinstance(name, str):
         raise TypeError(f"register_coco_instances: name must be a str, got {type(name)}")
     json_file, image_root = os.fspath(json_file), os.fspath(image_root)
+    if name in DatasetCatalog.list():
+        meta = MetadataCatalog.get(name)
+        if (meta.get("json_file"), meta.get("image_root")) != (json_file, image_root):
+            raise KeyError(
+                f"register_coco_instances({name!r}, ...): {name!r} is already registered with "
+                f"json_file={meta.get('json_file')!r}, image_root={meta.get('image_root')!r}; "
+                "use another name, or DatasetCatalog.remove(name) first"
+            )
+        # the same files again: a config file that registers its dataset was loaded once more
+        MetadataCatalog.get(name).set(**metadata)  # (a conflicting value is still an error)
+        return
     DatasetCatalog.register(name, lambda: load_coco_json(json_file, image_root, name))
-    MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, evaluator_type="coco", **metadata)
+    MetadataCatalog.get(name).set(
+        json_file=json_file, image_root=image_root, evaluator_type="coco", **metadata
+    )
 
 
 def convert_to_coco_dict(dataset_name: str) -> dict:
@@ -141,7 +158,9 @@ def convert_to_coco_dict(dataset_name: str) -> dict:
     metadata = MetadataCatalog.get(dataset_name)
     classes = metadata.get("thing_classes")
     if classes is None:
-        raise ValueError(f"dataset {dataset_name!r} has no metadata thing_classes; cannot write COCO categories")
+        raise ValueError(
+            f"dataset {dataset_name!r} has no metadata thing_classes; cannot write COCO categories"
+        )
     id_map = metadata.get("thing_dataset_id_to_contiguous_id")
     to_dataset_id = {v: k for k, v in id_map.items()} if id_map else {i: i for i in range(len(classes))}
     categories = [{"id": to_dataset_id[i], "name": n} for i, n in enumerate(classes)]
@@ -150,7 +169,12 @@ def convert_to_coco_dict(dataset_name: str) -> dict:
     for index, record in enumerate(dataset_dicts):
         image_id = record.get("image_id", index)
         images.append(
-            {"id": image_id, "width": record["width"], "height": record["height"], "file_name": record["file_name"]}
+            {
+                "id": image_id,
+                "width": record["width"],
+                "height": record["height"],
+                "file_name": record["file_name"],
+            }
         )
         for ann in record.get("annotations", []):
             x, y, w, h = BoxMode.convert(
@@ -166,9 +190,20 @@ def convert_to_coco_dict(dataset_name: str) -> dict:
                     "category_id": to_dataset_id[ann["category_id"]],
                 }
             )
-    info = {"description": f"converted from dataset {dataset_name!r} by detrex", "date_created": str(datetime.date.today())}
-    logger.info(f"Converted dataset {dataset_name!r} to COCO format: {len(images)} images, {len(annotations)} boxes")
-    return {"info": info, "images": images, "annotations": annotations, "categories": categories, "licenses": []}
+    info = {
+        "description": f"converted from dataset {dataset_name!r} by detrex",
+        "date_created": str(datetime.date.today()),
+    }
+    logger.info(
+        f"Converted dataset {dataset_name!r} to COCO format: {len(images)} images, {len(annotations)} boxes"
+    )
+    return {
+        "info": info,
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+        "licenses": [],
+    }
 
 
 def convert_to_coco_json(dataset_name: str, output_file: str, allow_cached: bool = True) -> str:
