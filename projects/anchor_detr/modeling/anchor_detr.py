@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detrex.layers import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
+from detrex.layers import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh, conv_weights_channels_last
 from detrex.structures import Boxes, ImageList, Instances
 
 __all__ = ["AnchorDETR"]
@@ -62,6 +62,8 @@ class AnchorDETR(nn.Module):
         )
         nn.init.xavier_uniform_(self.input_proj[0].weight)
         nn.init.zeros_(self.input_proj[0].bias)
+        if getattr(backbone, "channels_last", False):  # its features come channels-last: so do the gradients
+            conv_weights_channels_last(self.input_proj)
         self.num_classes = num_classes
         self.criterion = criterion
         self.aux_loss = aux_loss

@@ -6,7 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detrex.layers import MLP, box_cxcywh_to_xyxy, box_xyxy_to_cxcywh, inverse_sigmoid
+from detrex.layers import (
+    MLP,
+    box_cxcywh_to_xyxy,
+    box_xyxy_to_cxcywh,
+    conv_weights_channels_last,
+    inverse_sigmoid,
+)
 from detrex.modeling.postprocessing import detector_postprocess
 from detrex.structures import Boxes, ImageList, Instances
 
@@ -61,6 +67,8 @@ class ConditionalDETR(nn.Module):
         nn.init.constant_(self.class_embed.bias, -math.log((1 - prior_prob) / prior_prob))
         nn.init.zeros_(self.bbox_embed.layers[-1].weight)  # boxes start at the reference points
         nn.init.zeros_(self.bbox_embed.layers[-1].bias)
+        if getattr(backbone, "channels_last", False):  # its features come channels-last: so do the gradients
+            conv_weights_channels_last(self.input_proj)
 
     def forward(self, batched_inputs: list[dict]):
         images = self.preprocess_image(batched_inputs)
