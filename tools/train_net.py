@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Train or evaluate a detrex model described by a lazy config.
+r"""Train or evaluate a detrex model described by a lazy config.
 
     python tools/train_net.py --config-file projects/conditional_detr/configs/conditional_detr_r50_50ep.py \
         --num-gpus 8
