@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections import defaultdict
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from detrex.data import DatasetCatalog, MetadataCatalog, read_image
+from detrex.data import DatasetCatalog, ImageReadError, MetadataCatalog, read_image
 from detrex.structures import Boxes, Instances
 from detrex.utils.visualizer import VisImage, Visualizer, concat_side_by_side
 
@@ -106,13 +107,20 @@ def main(argv: list[str] | None = None) -> list[str]:
         parser.error(f"--input has image ids {sorted(missing)[:10]} that are not in {args.dataset!r}")
 
     os.makedirs(args.output, exist_ok=True)
-    written = []
+    written, skipped = [], []
     for d in tqdm(dicts[: args.num_images], desc="images"):
-        picture = draw_pair(d, predictions.get(d["image_id"]), metadata, args.conf_threshold)
+        try:
+            picture = draw_pair(d, predictions.get(d["image_id"]), metadata, args.conf_threshold)
+        except (FileNotFoundError, ImageReadError) as e:  # one unreadable file does not stop the others
+            tqdm.write(f"WARNING: skipped image_id {d['image_id']}: {e}", file=sys.stderr)
+            skipped.append(d["file_name"])
+            continue
         path = os.path.join(args.output, os.path.splitext(os.path.basename(d["file_name"]))[0] + ".png")
         VisImage(picture).save(path)
         written.append(path)
     print(f"wrote {len(written)} picture(s) (ground truth | predictions) to {os.path.abspath(args.output)}")
+    if skipped:
+        print(f"skipped {len(skipped)} image(s) that could not be read (warnings above)")
     return written
 
 

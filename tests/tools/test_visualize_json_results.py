@@ -77,3 +77,20 @@ def test_id_map_and_errors(results_file, script, tmp_path, capsys):
         with pytest.raises(SystemExit) as e:
             tool.main(argv)
         assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_unreadable_image_is_skipped_with_a_warning(corrupt_image_dataset, script, tmp_path, capsys):
+    name, broken = corrupt_image_dataset
+    dicts = DatasetCatalog.get(name)
+    results = [
+        {"image_id": d["image_id"], "category_id": 1, "bbox": [1, 1, 20, 20], "score": 0.9} for d in dicts
+    ]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    written = script("tools/visualize_json_results.py").main(
+        ["--input", str(path), "--output", str(tmp_path / "vis"), "--dataset", name]
+    )
+    captured = capsys.readouterr()
+    assert len(written) == len(dicts) - 1  # the others are still drawn
+    assert f"WARNING: skipped image_id {dicts[0]['image_id']}" in captured.err and broken in captured.err
+    assert "skipped 1 image(s) that could not be read" in captured.out
