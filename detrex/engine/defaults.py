@@ -44,7 +44,7 @@ Evaluate a checkpoint:
 Change config values (key=value, as LazyConfig.apply_overrides):
     $ {prog} --config-file CONFIG.py train.max_iter=1000 dataloader.train.total_batch_size=8
 
-Two processes on the CPU (gloo backend):
+Two processes on the CPU (gloo backend; each takes its share of the cores unless OMP_NUM_THREADS is set):
     $ {prog} --config-file CONFIG.py --num-gpus 2 train.device=cpu
 
 Two machines:
