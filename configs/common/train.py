@@ -30,6 +30,7 @@ train = dict(
     # smoke test: 20 training steps with an evaluation on `eval_batches` test batches every 10, then stop
     fast_dev_run=dict(enabled=False, eval_batches=4),
     epochs=None,  # None: train for max_iter; N: max_iter = N passes over the train set at total batch size
-    reference_batch_size=None,  # None: schedule as written; B: it was set for total batch B, rescale to ours
+    # None: no check; B: lr and schedule were tuned for total batch B: a warning if ours differs (no rescaling)
+    reference_batch_size=None,
     compile=dict(enabled=False),  # torch.compile: compiling (and recompiling per image size) costs > gains
 )

@@ -84,6 +84,12 @@ def _check_type(text: str, key: str, parent: Any, value: Any) -> None:
     is built with it; numbers for numbers, interpolations and None stay allowed."""
     if not isinstance(value, str) or "${" in value:
         return
+    stripped = value.strip()
+    if stripped[:1] in "[(" and stripped[-1:] in "])" and stripped:
+        raise ConfigOverrideError(
+            f"override {text!r}: {value!r} looks like a list but is not a Python literal (a bare word in it?); "
+            f"quote the strings in it, e.g. {key}=\"['a', 'b']\", or quote the whole value to mean a string"
+        )
     current = _child(parent, key.rsplit(".", 1)[-1])
     if isinstance(current, bool | int | float):
         raise ConfigOverrideError(
@@ -155,6 +161,8 @@ def _unknown_key_message(cfg: DictConfig, text: str, key: str, depth: int, paren
     elif siblings:
         more = ", ..." if len(siblings) > 12 else ""
         message += f"Keys {where_text}: {', '.join(siblings[:12])}{more}. "
+    if text.startswith("~"):  # deleting: there is nothing to add
+        return message.rstrip() + " Nothing was deleted."
     return message + f"To add a new key on purpose, write +{text.lstrip('+')}."
 
 

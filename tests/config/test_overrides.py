@@ -162,6 +162,22 @@ def test_a_word_where_a_number_or_flag_is_expected(cfg):
     assert cfg.model.extras.head.embed_dim is None  # follows model.encoder.num_layers
 
 
+def test_a_list_with_bare_words_is_refused(cfg):
+    with pytest.raises(
+        ConfigOverrideError, match=r"'\[a, c\]' looks like a list but is not a Python literal"
+    ):
+        LazyConfig.apply_overrides(cfg, ["model.extras.names=[a, c]"])
+    assert list(cfg.model.extras.names) == ["a", "b"]
+    LazyConfig.apply_overrides(cfg, ["model.extras.names=['a', 'c']"])
+    assert list(cfg.model.extras.names) == ["a", "c"]
+
+
+def test_deleting_an_unknown_key_suggests_without_adding(cfg):
+    with pytest.raises(ConfigOverrideError) as info:
+        LazyConfig.apply_overrides(cfg, ["~train.max_itr"])
+    assert str(info.value).endswith("Closest: train.max_iter. Nothing was deleted.")
+
+
 def test_a_flag_after_the_overrides_is_explained(cfg):
     with pytest.raises(
         ConfigOverrideError, match="looks like a command-line flag: flags go before the first"

@@ -69,4 +69,5 @@ dataloader.test = L(build_detection_test_loader)(
 
 dataloader.evaluator = L(COCOEvaluator)(
     dataset_name="${..test.dataset.names}",
+    use_fast_impl=False,  # True: faster-coco-eval (pip install -e ".[fast]"), the same AP
 )
