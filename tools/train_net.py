@@ -9,6 +9,7 @@ r"""Train or evaluate a detrex model described by a lazy config.
 evaluator}, cfg.optimizer, cfg.lr_multiplier and cfg.train (configs/common/train.py).
 """
 
+import copy
 import logging
 import os
 
@@ -62,20 +63,22 @@ def do_test(cfg, model, ema: ModelEMA | None = None) -> dict:
     if OmegaConf.select(cfg, "train.fast_dev_run.enabled", default=False):
         max_batches = OmegaConf.select(cfg, "train.fast_dev_run.eval_batches", default=4)
 
-    def evaluate():
+    def evaluate(output_subdir=""):
+        evaluator_cfg = copy.deepcopy(cfg.dataloader.evaluator)
+        if output_subdir and evaluator_cfg.output_dir:  # EMA predictions beside the others, not over them
+            evaluator_cfg.output_dir = os.path.join(evaluator_cfg.output_dir, output_subdir)
         return inference_on_dataset(
-            model,
-            instantiate(cfg.dataloader.test),
-            instantiate(cfg.dataloader.evaluator),
-            max_batches=max_batches,
+            model, instantiate(cfg.dataloader.test), instantiate(evaluator_cfg), max_batches=max_batches
         )
 
     results = evaluate()
     print_csv_format(results)
     if ema is not None:
-        logger.info("Evaluating the EMA weights")
+        logger.info(
+            "Evaluating the EMA weights (results under ema/ in metrics.json, predictions in inference/ema)"
+        )
         with ema.apply_and_restore():
-            ema_results = evaluate()
+            ema_results = evaluate("ema")
         print_csv_format(ema_results)
         results = {**results, "ema": ema_results}
     return results
@@ -143,9 +146,16 @@ def do_eval_only(cfg) -> dict:
 def main(args) -> dict | None:
     cfg = LazyConfig.load(args.config_file)
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
-    if OmegaConf.select(cfg, "train.fast_dev_run.enabled", default=False):  # a quick pipeline check
+    fast_dev_run = OmegaConf.select(cfg, "train.fast_dev_run.enabled", default=False)
+    if fast_dev_run:  # a quick pipeline check, in a folder of its own: a real run's outputs stay untouched
         cfg.train.max_iter, cfg.train.eval_period, cfg.train.log_period = 20, 10, 1
+        cfg.train.output_dir = os.path.join(cfg.train.output_dir, "fast_dev_run")
     default_setup(cfg, args)
+    if fast_dev_run:
+        logger.info(
+            f"train.fast_dev_run: 20 iterations, evaluations on {cfg.train.fast_dev_run.eval_batches} test batches "
+            f"at iterations 10 and 20; outputs in {cfg.train.output_dir}"
+        )
     if args.eval_only:
         return do_eval_only(cfg)
     do_train(args, cfg)

@@ -1,5 +1,6 @@
 """tools/train_net.py refuses a missing or absent config file as a usage error (exit 2), before any work."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -36,3 +37,21 @@ def test_eval_only_without_a_checkpoint_warns(tmp_path):
     log = result.stdout + result.stderr
     assert "--eval-only without train.init_checkpoint: evaluating randomly initialised weights" in log
     assert "Stopped at max_batches=1 (of " in log
+
+
+def test_fast_dev_run_in_its_own_folder_and_ema_predictions_beside_the_others(tmp_path):
+    (tmp_path / "model_final.pth").write_bytes(b"a real run's weights")
+    result = _run(
+        "--config-file", "projects/anchor_detr/configs/anchor_detr_tiny_synthetic.py", "train.device=cpu",
+        f"train.output_dir={tmp_path}", "train.fast_dev_run.enabled=True", "train.fast_dev_run.eval_batches=1",
+        "train.model_ema.enabled=True",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "model_final.pth").read_bytes() == b"a real run's weights"  # untouched
+    run = tmp_path / "fast_dev_run"
+    assert (run / "model_final.pth").is_file() and (run / "metrics.json").is_file()
+    assert (run / "inference" / "coco_instances_results.json").is_file()
+    assert (run / "inference" / "ema" / "coco_instances_results.json").is_file()
+    rows = [json.loads(line) for line in (run / "metrics.json").read_text().splitlines()]
+    assert max(r["iteration"] for r in rows) == 19
+    assert any("bbox/AP" in r for r in rows) and any("ema/bbox/AP" in r for r in rows)
