@@ -162,8 +162,8 @@ def inference_on_dataset(
     elapsed = time.perf_counter() - start
     per_image = elapsed / max(num_timed_images, 1)
     logger.info(
-        f"Total inference: {num_images} images in {datetime.timedelta(seconds=int(elapsed))} after warm-up "
-        f"({per_image:.4f} s / img per device, on {comm.get_world_size()} devices; "
+        f"Total inference: {num_images} images; {datetime.timedelta(seconds=int(elapsed))} for the "
+        f"{num_timed_images} after the warm-up batches ({per_image:.4f} s / img per device, on {comm.get_world_size()} devices; "
         f"pure inference {times['inference'] / max(num_timed_images, 1):.4f} s / img)"
     )
     img_ids = None
