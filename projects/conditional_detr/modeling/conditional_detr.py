@@ -48,6 +48,13 @@ class ConditionalDETR(nn.Module):
         select_box_nums_for_evaluation: int = 300,
     ):
         super().__init__()
+        num_pos_feats = getattr(position_embedding, "num_pos_feats", None)
+        if num_pos_feats is not None and 2 * num_pos_feats != embed_dim:
+            raise ValueError(
+                f"ConditionalDETR: position_embedding.num_pos_feats={num_pos_feats} gives {2 * num_pos_feats}-d "
+                f"position embeddings, but embed_dim={embed_dim}; set model.position_embedding.num_pos_feats="
+                f"{embed_dim // 2} together with model.embed_dim"
+            )
         self.backbone = backbone
         self.in_features = list(in_features)
         self.position_embedding = position_embedding

@@ -86,3 +86,17 @@ def test_config_survives_save_and_load(config, tmp_path):
 def test_readme_table_is_the_code_table():
     readme = (REPO / "projects/conditional_detr/README.md").read_text()
     assert markdown_table() in readme
+
+
+def test_embed_dim_without_the_position_embedding_is_a_clear_error():
+    cfg = LazyConfig.load("projects/conditional_detr/configs/conditional_detr_tiny_synthetic.py")
+    LazyConfig.apply_overrides(cfg, ["model.embed_dim=64"])
+    with pytest.raises(
+        Exception, match=r"set model.position_embedding.num_pos_feats=32 together with model.embed_dim"
+    ):
+        instantiate(cfg.model)
+    LazyConfig.apply_overrides(cfg, ["model.position_embedding.num_pos_feats=32"])
+    model = instantiate(cfg.model).eval()
+    image = torch.randint(0, 256, (3, 64, 80), dtype=torch.uint8)
+    with torch.no_grad():
+        assert len(model([{"image": image, "height": 64, "width": 80}])) == 1
