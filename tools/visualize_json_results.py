@@ -2,6 +2,11 @@ r"""Draw saved detections next to the ground truth: ground truth on the left, pr
 
     python tools/visualize_json_results.py --input output/inference/coco_instances_results.json \
         --output vis_results/ --dataset coco_2017_val --conf-threshold 0.5
+    python tools/visualize_json_results.py --input output/my_run/inference/coco_instances_results.json \
+        --output vis_results/ --config-file projects/conditional_detr/configs/my_config.py
+
+With --config-file, the dataset is the config's test set (dataloader.test.dataset.names) unless --dataset
+names another; datasets the config registers (your own) are known then.
 
 The input is COCOEvaluator's `coco_instances_results.json` (a list of {"image_id", "category_id",
 "bbox" (x, y, w, h), "score"}); category ids are the dataset's own ids and are mapped to class
@@ -18,8 +23,10 @@ from collections import defaultdict
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from tqdm import tqdm
 
+from detrex.config import LazyConfig
 from detrex.data import DatasetCatalog, ImageReadError, MetadataCatalog, read_image
 from detrex.structures import Boxes, Instances
 from detrex.utils.visualizer import VisImage, Visualizer, concat_side_by_side
@@ -33,10 +40,41 @@ def get_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--input", required=True, help="coco_instances_results.json")
     parser.add_argument("--output", required=True, help="folder for the pictures")
-    parser.add_argument("--dataset", required=True, help="registered dataset name, e.g. coco_2017_val")
+    parser.add_argument("--dataset", help="registered dataset name, e.g. coco_2017_val")
+    parser.add_argument(
+        "--config-file",
+        metavar="FILE",
+        help="a config: registers its datasets; --dataset defaults to its test set",
+    )
     parser.add_argument("--conf-threshold", type=float, default=0.5, help="minimum score to draw")
     parser.add_argument("--num-images", type=int, default=None, help="draw only the first N images")
+    parser.add_argument(
+        "opts",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="config overrides 'path.key=value' (with --config-file)",
+    )
     return parser
+
+
+def dataset_from_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    """--dataset, else the test set of --config-file (loading the config registers its datasets)."""
+    if args.config_file:
+        if not os.path.isfile(args.config_file):
+            parser.error(f"--config-file {args.config_file!r}: no such file")
+        cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
+        if args.dataset:
+            return args.dataset
+        names = OmegaConf.select(cfg, "dataloader.test.dataset.names", default=None)
+        names = [names] if isinstance(names, str) else list(names or [])
+        if len(names) != 1:
+            parser.error(f"the config's test set is {names}: pick one with --dataset")
+        return names[0]
+    if args.opts:
+        parser.error(f"overrides {args.opts} need --config-file")
+    if not args.dataset:
+        parser.error("give --dataset (a registered name) or --config-file (its test set is used)")
+    return args.dataset
 
 
 def contiguous_id_map(metadata, category_ids: set[int]) -> dict[int, int]:
@@ -92,6 +130,7 @@ def main(argv: list[str] | None = None) -> list[str]:
         parser.error(f"--input {args.input!r}: no such file")
     if args.num_images is not None and args.num_images < 1:
         parser.error(f"--num-images must be >= 1, got {args.num_images}")
+    args.dataset = dataset_from_config(parser, args)
     if args.dataset not in DatasetCatalog.list():
         parser.error(
             f"--dataset {args.dataset!r} is not registered; registered: {', '.join(DatasetCatalog.list())}"

@@ -94,3 +94,39 @@ def test_unreadable_image_is_skipped_with_a_warning(corrupt_image_dataset, scrip
     assert len(written) == len(dicts) - 1  # the others are still drawn
     assert f"WARNING: skipped image_id {dicts[0]['image_id']}" in captured.err and broken in captured.err
     assert "skipped 1 image(s) that could not be read" in captured.out
+
+
+def test_dataset_of_a_config_that_registers_it(results_file, tiny_shapes, script, tmp_path, capsys):
+    path, dicts, _ = results_file
+    folder = tiny_shapes["tools_shapes_val"]
+    config = tmp_path / "my_config.py"
+    config.write_text(
+        "from detrex.data import register_coco_instances\n"
+        f"register_coco_instances('my_val_for_vis', {{}}, {folder + '/annotations.json'!r}, {folder + '/images'!r})\n"
+        "dataloader = dict(test=dict(dataset=dict(names='tools_shapes_train')))\n"
+    )
+    tool = script("tools/visualize_json_results.py")
+    out = tmp_path / "vis"
+    # the config's test set, changed by an override to the dataset it registers
+    written = tool.main(
+        [
+            "--input",
+            path,
+            "--output",
+            str(out),
+            "--config-file",
+            str(config),
+            "dataloader.test.dataset.names=my_val_for_vis",
+        ]
+    )
+    assert len(written) == len(dicts)
+    for argv, message in [
+        (["--input", path, "--output", str(out)], "give --dataset (a registered name) or --config-file"),
+        (
+            ["--input", path, "--output", str(out), "--dataset", "tools_shapes_val", "a.b=1"],
+            "need --config-file",
+        ),
+    ]:
+        with pytest.raises(SystemExit):
+            tool.main(argv)
+        assert message in capsys.readouterr().err
