@@ -43,3 +43,20 @@ def test_readme_commands_name_existing_files():
     repo = README.parent
     missing = sorted(p for p in paths if not (repo / p).is_file())
     assert not missing, missing
+
+
+def readme_tools_section_as_a_page() -> str:
+    """The README's "## Tools" section (to the next "## " heading) as docs/tools.md: one level up."""
+    text = README.read_text()
+    section = text[text.index("## Tools\n") :]
+    end = section.find("\n## ", 1)
+    section = section if end == -1 else section[: end + 1]
+    return section.replace("\n### ", "\n## ").replace("## Tools\n", "# Tools\n", 1)
+
+
+def test_docs_tools_page_is_the_readme_tools_section():
+    page = README.parent / "docs" / "tools.md"
+    assert page.read_text() == readme_tools_section_as_a_page(), (
+        "edit the README's Tools section, then regenerate: python -c 'from tests.test_readme import *; "
+        'open("docs/tools.md", "w").write(readme_tools_section_as_a_page())\''
+    )
