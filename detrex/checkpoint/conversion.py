@@ -7,9 +7,9 @@ Formats, tried in this order:
 3. a bare ImageNet ResNet (torchvision ``resnet50-*.pth``, detectron2 ``R-50.pkl``, caffe2 blobs): mapped
    into the model's backbone, ``fc`` dropped.
 A checkpoint of one registered family given to a model of another (by ``model_signature``) is an
-IncompatibleCheckpointError naming both; anything else is a CheckpointFormatError. The result is then checked against the model's state dict
-(``plan_load``): a full-model checkpoint that fits few of the model's tensors is an
-IncompatibleCheckpointError naming what it looks like, not a partial load.
+IncompatibleCheckpointError naming both; anything else is a CheckpointFormatError. The result is then
+checked against the model's state dict (``plan_load``): a full-model checkpoint that fits few of the
+model's tensors is an IncompatibleCheckpointError naming what it looks like, not a partial load.
 """
 
 import argparse
@@ -203,7 +203,7 @@ def check_same_family(sd: dict, official: FamilyConverter | None, model_state: M
         f"an official {theirs.name} release" if official is not None else f"a detrex {theirs.name} checkpoint"
     )
     pattern = (official.signature if official is not None else theirs.model_signature)[0]
-    telling = next(k for k in sd if re.search(pattern, k))
+    telling = next((k for k in sd if re.search(pattern, k)), "?")
     raise IncompatibleCheckpointError(
         f"this looks like {what} ({len(sd)} tensors, with {telling}); the model to load it into is "
         f"{ours.name}: it goes with {theirs.name} configs (projects/{theirs.family}/configs)"
