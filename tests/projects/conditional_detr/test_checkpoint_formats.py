@@ -95,6 +95,8 @@ def test_anchor_detr_release_into_conditional_detr_is_an_error(tmp_path):
 
 def test_conditional_release_of_another_size_is_an_error(tiny_80, tmp_path):
     torch.save({"model": official_checkpoint(tiny_80)}, tmp_path / "official.pth")
-    wide = build_tiny_conditional_detr("model.embed_dim=64", "model.num_classes=80")
+    wide = build_tiny_conditional_detr(
+        "model.embed_dim=64", "model.position_embedding.num_pos_feats=32", "model.num_classes=80"
+    )
     with pytest.raises(IncompatibleCheckpointError, match="official conditional_detr"):
         DetectionCheckpointer(wide).load(str(tmp_path / "official.pth"))
