@@ -3,14 +3,13 @@ and saves atomically."""
 
 import logging
 import os
-import tempfile
-from collections.abc import Callable
 
 import torch
 from fvcore.common.checkpoint import Checkpointer
 from iopath.common.file_io import PathHandler
 
 from detrex.utils import comm
+from detrex.utils.file_io import atomic_write
 
 from .conversion import convert_checkpoint, read_checkpoint_file
 from .load_report import format_report, plan_load
@@ -36,38 +35,6 @@ class Detectron2Handler(PathHandler):
 
     def _open(self, path, mode="r", **kwargs):
         return self.path_manager.open(self.URL + path[len(self.PREFIX) :], mode, **kwargs)
-
-
-def _current_umask() -> int:
-    try:  # Linux shows it without changing it
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)  # elsewhere the only way to read it is to set it (briefly)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: str, write: Callable) -> None:
-    """Call ``write(f)`` on a temporary file in ``path``'s folder, then move it onto ``path`` in one step,
-    so that readers never see a partial file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        # mkstemp creates the file private (0600); give it the permissions a plain open() would have
-        os.chmod(tmp, 0o666 & ~_current_umask())
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 class DetectionCheckpointer(Checkpointer):

@@ -13,6 +13,8 @@ import cloudpickle
 import yaml
 from omegaconf import DictConfig, OmegaConf, SCMode
 
+from detrex.utils.file_io import atomic_write
+
 from .instantiate import _join, locate, split_target
 
 __all__ = ["UnsavedValue", "load_pickle", "load_yaml", "save", "to_py"]
@@ -126,14 +128,15 @@ def save(cfg: Any, filename: str | os.PathLike) -> None:
         logger.error(f"LazyConfig.save: cannot write {filename} as YAML ({e}); writing only {pickle_name}")
         unsaved.append(("(whole config)", cfg))
     else:
-        _write_atomic(filename, text.encode("utf-8"))
+        atomic_write(filename, lambda f: f.write(text.encode("utf-8")))
     if not unsaved:
         if os.path.exists(pickle_name):
             os.remove(pickle_name)  # a stale pickle from an earlier save would contradict the YAML
         return
     keys = "; ".join(f"{path} ({_describe(value)})" for path, value in unsaved)
     try:
-        _write_atomic(pickle_name, cloudpickle.dumps(cfg))
+        payload = cloudpickle.dumps(cfg)
+        atomic_write(pickle_name, lambda f: f.write(payload))
     except Exception as e:
         logger.error(f"LazyConfig.save: cannot pickle the config to {pickle_name} either: {e}")
         return
@@ -141,13 +144,6 @@ def save(cfg: Any, filename: str | os.PathLike) -> None:
         f"LazyConfig.save: {len(unsaved)} value(s) cannot be written to YAML: {keys}. {filename} marks them "
         f"{_UNSAVED_TAG}; the complete config is pickled to {pickle_name} (LazyConfig.load reads it)."
     )
-
-
-def _write_atomic(filename: str, payload: bytes) -> None:
-    tmp = f"{filename}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(payload)
-    os.replace(tmp, filename)
 
 
 def _find_unsaved(value: Any, path: str = "") -> list[str]:

@@ -16,6 +16,8 @@ from functools import cached_property
 import numpy as np
 import torch
 
+from .file_io import atomic_write
+
 __all__ = [
     "HistoryBuffer",
     "EventStorage",
@@ -212,12 +214,7 @@ class JSONWriter(EventWriter):
         if len(keep) == len(lines):
             return
         self._file.close()
-        tmp = f"{self._path}.tmp"
-        with open(tmp, "w") as f:
-            f.writelines(keep)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self._path)
+        atomic_write(self._path, lambda f: f.writelines(keep), mode="w")
         self._file = open(self._path, "a")
         logging.getLogger(__name__).info(
             f"{self._path}: dropped {len(lines) - len(keep)} rows of iteration >= {iteration} written by the "

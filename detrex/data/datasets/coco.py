@@ -11,12 +11,12 @@ import gc
 import json
 import logging
 import os
-import tempfile
 import time
 from collections import defaultdict
 
 from detrex.data.catalog import DatasetCatalog, MetadataCatalog
 from detrex.data.detection_utils import BoxMode
+from detrex.utils.file_io import atomic_write
 
 try:  # 2-3x faster than the json module on big annotation files; optional
     import orjson as _orjson
@@ -213,10 +213,6 @@ def convert_to_coco_json(dataset_name: str, output_file: str, allow_cached: bool
         logger.info(f"Reusing cached COCO-format annotations of {dataset_name!r} at {output_file}")
         return output_file
     coco_dict = convert_to_coco_dict(dataset_name)
-    folder = os.path.dirname(os.path.abspath(output_file))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".json.tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(coco_dict, f)
-    os.replace(tmp, output_file)  # readers never see a half-written file
+    os.makedirs(os.path.dirname(os.path.abspath(output_file)), exist_ok=True)
+    atomic_write(output_file, lambda f: json.dump(coco_dict, f), mode="w")
     return output_file
