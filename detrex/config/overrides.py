@@ -79,13 +79,14 @@ def _dotted(key: str) -> str:
     return re.sub(r"\[(-?\d+)\]", r".\1", key).lstrip(".")
 
 
-def _check_type(text: str, key: str, parent: Any, value: Any) -> None:
-    """Refuse a word where the config holds a number or a bool (``train.max_iter=abc``) before anything
-    is built with it; numbers for numbers, interpolations and None stay allowed."""
+def _check_value(text: str, key: str, parent: Any, value: Any) -> None:
+    """Refuse, before anything is built with it, a value that parsed to a string by mistake: a list with
+    bare words (``[res4]``), or a word where the config holds a number or a bool (``train.max_iter=abc``).
+    Numbers for numbers, interpolations and None stay allowed."""
     if not isinstance(value, str) or "${" in value:
         return
     stripped = value.strip()
-    if stripped[:1] in "[(" and stripped[-1:] in "])" and stripped:
+    if stripped and stripped[0] in "[(" and stripped[-1] in "])":
         raise ConfigOverrideError(
             f"override {text!r}: {value!r} looks like a list but is not a Python literal (a bare word in it?); "
             f"quote the strings in it, e.g. {key}=\"['a', 'b']\", or quote the whole value to mean a string"
@@ -206,7 +207,7 @@ def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
                 continue
             value = parse_value(raw)
             if mode == "set" and not raw.strip().startswith(("'", '"')):
-                _check_type(text, key, parent, value)
+                _check_value(text, key, parent, value)
             with open_dict(cfg) if mode != "set" else contextlib.nullcontext():
                 OmegaConf.update(cfg, key, value, merge=True)
         except ConfigOverrideError:

@@ -84,13 +84,13 @@ class LRMultiplier(LRScheduler):
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
         saved_max_iter = state_dict.get("max_iter")  # absent in checkpoints of earlier versions
         if saved_max_iter is not None and int(saved_max_iter) != self._max_iter:
-            at = self.last_epoch / self._max_iter
             before = self._multiplier(min(self.last_epoch / int(saved_max_iter), 1.0))
+            now = self._multiplier(min(self.last_epoch / self._max_iter, 1.0))
             logger.warning(
                 f"Resuming with max_iter={self._max_iter}, but the checkpoint was trained towards "
                 f"max_iter={saved_max_iter}: the lr schedule is a function of iteration / max_iter, so it is "
                 f"stretched to the new length (at iteration {self.last_epoch} the lr multiplier goes from "
-                f"{before:.4g} to {self._multiplier(min(at, 1.0)):.4g})"
+                f"{before:.4g} to {now:.4g})"
             )
 
     def get_lr(self) -> list[float]:

@@ -161,10 +161,11 @@ def inference_on_dataset(
 
     elapsed = time.perf_counter() - start
     per_image = elapsed / max(num_timed_images, 1)
+    pure = times["inference"] / max(num_timed_images, 1)
     logger.info(
         f"Total inference: {num_images} images; {datetime.timedelta(seconds=int(elapsed))} for the "
         f"{num_timed_images} after the warm-up batches ({per_image:.4f} s / img per device, "
-        f"on {comm.get_world_size()} devices; pure inference {times['inference'] / max(num_timed_images, 1):.4f} s / img)"
+        f"on {comm.get_world_size()} devices; pure inference {pure:.4f} s / img)"
     )
     img_ids = None
     if max_batches is not None and (full_total is None or max_batches < full_total):

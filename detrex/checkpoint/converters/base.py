@@ -70,16 +70,12 @@ class FamilyConverter:
 
     def matches(self, state_dict) -> bool:
         """Whether the keys of ``state_dict`` look like this family's official checkpoints."""
-        keys = list(state_dict)
-        return all(any(re.search(p, k) for k in keys) for p in self.signature)
+        return _all_found(self.signature, state_dict)
 
     def matches_model(self, state_dict) -> bool:
         """Whether the keys of ``state_dict`` look like detrex's model of this family (False without a
         ``model_signature``)."""
-        keys = list(state_dict)
-        return bool(self.model_signature) and all(
-            any(re.search(p, k) for k in keys) for p in self.model_signature
-        )
+        return bool(self.model_signature) and _all_found(self.model_signature, state_dict)
 
     def rename(self, key: str) -> str:
         """Our name of an official (non-backbone) key."""
@@ -89,3 +85,9 @@ class FamilyConverter:
 
     def is_class_key(self, key: str) -> bool:
         return any(re.search(p, key) for p in self.class_keys)
+
+
+def _all_found(patterns: tuple[str, ...], keys) -> bool:
+    """Whether every regex of ``patterns`` matches at least one of ``keys``."""
+    keys = list(keys)
+    return all(any(re.search(p, k) for k in keys) for p in patterns)

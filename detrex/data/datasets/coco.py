@@ -140,7 +140,7 @@ def register_coco_instances(name: str, metadata: dict, json_file: str, image_roo
                 "use another name, or DatasetCatalog.remove(name) first"
             )
         # the same files again: a config file that registers its dataset was loaded once more
-        MetadataCatalog.get(name).set(**metadata)  # (a conflicting value is still an error)
+        meta.set(**metadata)  # (a conflicting value is still an error)
         return
     DatasetCatalog.register(name, lambda: load_coco_json(json_file, image_root, name))
     MetadataCatalog.get(name).set(
