@@ -136,17 +136,12 @@ def _share_cpu_threads(local_size: int) -> None:
 
     A spawned worker would otherwise start as many intra-op threads as the machine has cores, and N
     workers would oversubscribe the cores N times over (on a 2-core machine two CPU workers ran ~8x
-    slower per iteration). An explicit OMP_NUM_THREADS (torchrun sets 1) is left alone."""
+    slower per iteration). An explicit OMP_NUM_THREADS (torchrun sets 1) is left alone. The number
+    chosen shows as "CPU threads (torch)" in the environment table at the top of each rank's log."""
     if local_size <= 1 or os.environ.get("OMP_NUM_THREADS"):
         return
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = max(1, cores // local_size)
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-        logger.info(
-            f"{local_size} processes share {cores} CPU cores: {threads} intra-op thread(s) each "
-            "(set OMP_NUM_THREADS to choose)"
-        )
+    torch.set_num_threads(max(1, cores // local_size))  # (logging is not set up yet in a fresh worker)
 
 
 def _job_from_environment(num_gpus_per_machine: int, dist_url: str | None) -> dict | None:
