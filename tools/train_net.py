@@ -17,7 +17,7 @@ import torch
 from omegaconf import OmegaConf
 
 from detrex.checkpoint import DetectionCheckpointer
-from detrex.config import LazyConfig, instantiate
+from detrex.config import ConfigOverrideError, LazyConfig, instantiate
 from detrex.engine import (
     ModelEMA,
     Trainer,
@@ -169,6 +169,10 @@ if __name__ == "__main__":
         parser.error("--config-file is required, e.g. --config-file projects/<name>/configs/<config>.py")
     if not os.path.isfile(args.config_file):
         parser.error(f"--config-file {args.config_file!r}: no such file")
+    try:
+        device = device_from_args(args)  # loads the config and applies the overrides once, up front
+    except ConfigOverrideError as e:
+        parser.error(str(e))
     launch(
         main,
         args.num_gpus,
@@ -176,5 +180,5 @@ if __name__ == "__main__":
         machine_rank=args.machine_rank,
         dist_url=args.dist_url,
         args=(args,),
-        device=device_from_args(args),
+        device=device,
     )

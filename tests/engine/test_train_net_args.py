@@ -27,6 +27,17 @@ def test_config_file_is_required():
     assert "error: --config-file is required" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_bad_override_is_a_usage_error():
+    result = _run(
+        "--config-file",
+        "projects/conditional_detr/configs/conditional_detr_tiny_synthetic.py",
+        "train.max_itr=5",
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "error: override 'train.max_itr=5': no key 'max_itr' under 'train'" in result.stderr
+    assert "Closest: train.max_iter" in result.stderr
+
+
 def test_eval_only_without_a_checkpoint_warns(tmp_path):
     result = _run(
         "--config-file", "projects/conditional_detr/configs/conditional_detr_tiny_synthetic.py", "--eval-only",
