@@ -106,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"datasets {unknown} are not registered; registered: {', '.join(DatasetCatalog.list())}")
 
-    shown = num_classes if num_classes is not None else "not given (class ids checked against the class names)"
+    shown = (
+        num_classes if num_classes is not None else "not given (class ids checked against the class names)"
+    )
     print(f"num_classes: {shown}")
     decode_images = 0 if args.skip_files else None if args.verify_images else SAMPLE
     reports = []

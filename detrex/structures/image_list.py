@@ -45,7 +45,9 @@ class ImageList:
         shape0 = tensors[0].shape[:-2]
         for t in tensors:
             if t.shape[:-2] != shape0:
-                raise ValueError(f"ImageList: leading dims differ: {tuple(t.shape)} vs {tuple(tensors[0].shape)}")
+                raise ValueError(
+                    f"ImageList: leading dims differ: {tuple(t.shape)} vs {tuple(tensors[0].shape)}"
+                )
         image_sizes = [(int(t.shape[-2]), int(t.shape[-1])) for t in tensors]
         max_h = max(h for h, _ in image_sizes)
         max_w = max(w for _, w in image_sizes)
@@ -58,4 +60,3 @@ class ImageList:
         for img, pad_img in zip(tensors, batched):
             pad_img[..., : img.shape[-2], : img.shape[-1]].copy_(img)
         return ImageList(batched.contiguous(), image_sizes)
-

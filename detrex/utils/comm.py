@@ -50,7 +50,9 @@ def create_local_process_group(num_workers_per_machine: int) -> None:
         raise RuntimeError("create_local_process_group was already called")
     world_size = get_world_size()
     if world_size % num_workers_per_machine != 0:
-        raise ValueError(f"world size {world_size} is not a multiple of {num_workers_per_machine} per machine")
+        raise ValueError(
+            f"world size {world_size} is not a multiple of {num_workers_per_machine} per machine"
+        )
     machine = get_rank() // num_workers_per_machine
     for i in range(world_size // num_workers_per_machine):
         ranks = list(range(i * num_workers_per_machine, (i + 1) * num_workers_per_machine))

@@ -67,7 +67,9 @@ def test_folded_conv_equals_conv_then_norm(channels_last):
         assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("stride, padding", [((2, 1), (1, 2)), ((2, 2), (1, 1))])  # 2nd: weight grad by phases
+@pytest.mark.parametrize(
+    "stride, padding", [((2, 1), (1, 2)), ((2, 2), (1, 1))]
+)  # 2nd: weight grad by phases
 def test_conv_frozen_norm_function_gradcheck(stride, padding):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, 9, 8, dtype=torch.float64, generator=g, requires_grad=True)
@@ -133,7 +135,9 @@ def test_mkldnn_fusion_is_used_where_no_gradient_is_needed(monkeypatch):
     out = conv_norm_forward(conv, norm, x, relu=True)
     assert calls == [1, 1] and not out.requires_grad
     assert_close(out, torch.relu(norm(conv(x))))
-    assert conv_norm_forward(conv, norm, x.clone().requires_grad_()).requires_grad  # ... unless its input does
+    assert conv_norm_forward(
+        conv, norm, x.clone().requires_grad_()
+    ).requires_grad  # ... unless its input does
     residual = torch.randn(1, 6, 5, 5, requires_grad=True)  # or the residual added to its output
     assert conv_norm_forward(conv, norm, x, residual=residual).requires_grad
     assert calls == [1, 1]
@@ -295,9 +299,16 @@ def test_channels_last_backbone_stores_channels_last_weights_and_gradients():
     def build(channels_last):
         torch.manual_seed(0)
         stages = [
-            make_stage(BottleneckBlock, 1, in_channels=16, out_channels=32, bottleneck_channels=8, norm="FrozenBN"),
             make_stage(
-                BottleneckBlock, 2, in_channels=32, out_channels=64, bottleneck_channels=16, first_stride=2,
+                BottleneckBlock, 1, in_channels=16, out_channels=32, bottleneck_channels=8, norm="FrozenBN"
+            ),
+            make_stage(
+                BottleneckBlock,
+                2,
+                in_channels=32,
+                out_channels=64,
+                bottleneck_channels=16,
+                first_stride=2,
                 norm="FrozenBN",
             ),
         ]
@@ -309,7 +320,9 @@ def test_channels_last_backbone_stores_channels_last_weights_and_gradients():
     cl = torch.channels_last
     convs = [(n, m) for n, m in fast.named_modules() if isinstance(m, torch.nn.Conv2d)]
     assert all(m.weight.is_contiguous(memory_format=cl) for _, m in convs)
-    assert any(m.weight.shape[-1] == 3 and not m.weight.is_contiguous() for _, m in convs)  # 3x3: a real change
+    assert any(
+        m.weight.shape[-1] == 3 and not m.weight.is_contiguous() for _, m in convs
+    )  # 3x3: a real change
     x = torch.randn(2, 3, 37, 45)
     outs = [net(x)["res3"] for net in (fast, plain)]
     assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-5)
@@ -322,7 +335,9 @@ def test_channels_last_backbone_stores_channels_last_weights_and_gradients():
             assert_close(param.grad, plain_params[name].grad, rtol=1e-4, atol=1e-5)
     reloaded = build(True)
     reloaded.load_state_dict(plain.state_dict())  # contiguous tensors into channels-last parameters
-    assert all(m.weight.is_contiguous(memory_format=cl) for m in reloaded.modules() if isinstance(m, torch.nn.Conv2d))
+    assert all(
+        m.weight.is_contiguous(memory_format=cl) for m in reloaded.modules() if isinstance(m, torch.nn.Conv2d)
+    )
 
 
 @pytest.mark.parametrize("shape", [(2, 7, 64), (5, 64)])
@@ -345,7 +360,9 @@ def test_linear_matches_f_linear_with_gradients(monkeypatch, shape, out_features
     for got, want in zip(grads, torch.autograd.grad(expected, (x, weight, bias), grad)):
         assert_close(got, want, rtol=1e-5, atol=1e-4)
     transposed = x.detach().transpose(0, -2)  # a non-contiguous input
-    assert_close(wrappers.linear(transposed, weight, None), F.linear(transposed, weight), rtol=1e-5, atol=1e-5)
+    assert_close(
+        wrappers.linear(transposed, weight, None), F.linear(transposed, weight), rtol=1e-5, atol=1e-5
+    )
     assert wrappers.linear(x[:0], weight, bias).shape == (0, *expected.shape[1:])
 
 

@@ -24,8 +24,17 @@ def _worker(rank: int, world_size: int, port: int, result_queue) -> None:
         seed = comm.shared_random_seed()
         comm.synchronize()
         result_queue.put(
-            (rank, gathered, to_root, {k: v.item() for k, v in reduced.items()}, summed["x"].item(), seed,
-             comm.get_local_rank(), comm.get_world_size(), comm.is_main_process())
+            (
+                rank,
+                gathered,
+                to_root,
+                {k: v.item() for k, v in reduced.items()},
+                summed["x"].item(),
+                seed,
+                comm.get_local_rank(),
+                comm.get_world_size(),
+                comm.is_main_process(),
+            )
         )
     finally:
         dist.destroy_process_group()
@@ -42,7 +51,9 @@ def test_collectives_in_two_process_gloo_group():
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
-    (r0, g0, t0, red0, sum0, seed0, lr0, ws0, main0), (r1, g1, t1, red1, sum1, seed1, lr1, ws1, main1) = results
+    (r0, g0, t0, red0, sum0, seed0, lr0, ws0, main0), (r1, g1, t1, red1, sum1, seed1, lr1, ws1, main1) = (
+        results
+    )
     expected = [{"rank": 0, "payload": [0]}, {"rank": 1, "payload": [0, 1]}]
     assert g0 == expected and g1 == expected
     assert t0 == [0, 10] and t1 == []

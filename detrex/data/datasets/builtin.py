@@ -1,7 +1,7 @@
 """Built-in COCO 2017 datasets, found under the datasets root when they load (see root.py):
 
-    <root>/coco/annotations/instances_{train,val}2017.json
-    <root>/coco/{train,val,test}2017/*.jpg
+<root>/coco/annotations/instances_{train,val}2017.json
+<root>/coco/{train,val,test}2017/*.jpg
 """
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ COCO_2017_SPLITS = {
     "coco_2017_val": ("coco/val2017", "coco/annotations/instances_val2017.json"),
     "coco_2017_test": ("coco/test2017", "coco/annotations/image_info_test2017.json"),
     "coco_2017_test-dev": ("coco/test2017", "coco/annotations/image_info_test-dev2017.json"),
-    "coco_2017_val_100": ("coco/val2017", "coco/annotations/instances_val2017_100.json"),  # first 100 val images
+    "coco_2017_val_100": (
+        "coco/val2017",
+        "coco/annotations/instances_val2017_100.json",
+    ),  # first 100 val images
 }
 
 _COCO_LAYOUT = "coco/annotations/instances_{train,val}2017.json, coco/{train,val}2017/*.jpg"

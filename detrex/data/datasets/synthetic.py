@@ -70,7 +70,9 @@ def _background(rng: np.random.Generator, w: int, h: int) -> Image.Image:
     return Image.fromarray(coarse).resize((w, h), Image.BILINEAR)
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, cls: int, box: tuple[int, int, int, int], rng: np.random.Generator):
+def _draw_shape(
+    draw: ImageDraw.ImageDraw, cls: int, box: tuple[int, int, int, int], rng: np.random.Generator
+):
     """Draw class `cls` filling the inclusive pixel box (x0, y0, x1, y1) with value 255."""
     x0, y0, x1, y1 = box
     name = SHAPE_CLASSES[cls]
@@ -98,11 +100,14 @@ def _draw_shape(draw: ImageDraw.ImageDraw, cls: int, box: tuple[int, int, int, i
 
 def _overlaps(box, boxes, gap: int = 2) -> bool:
     return any(
-        box[0] <= b[2] + gap and b[0] <= box[2] + gap and box[1] <= b[3] + gap and b[1] <= box[3] + gap for b in boxes
+        box[0] <= b[2] + gap and b[0] <= box[2] + gap and box[1] <= b[3] + gap and b[1] <= box[3] + gap
+        for b in boxes
     )
 
 
-def _render_image(seed: int, index: int, min_size: int, max_size: int, max_objects: int, noise_std: float = 6.0):
+def _render_image(
+    seed: int, index: int, min_size: int, max_size: int, max_objects: int, noise_std: float = 6.0
+):
     """One image and its objects [(class, (x0, y0, x1, y1) exclusive pixel box, area)]: depends only on
     (seed, index), so any subset can be regenerated identically. Pixel noise is drawn last: the image
     without noise (noise_std=0) has the same shapes."""
@@ -179,7 +184,13 @@ def generate_synthetic_shapes(
         "max_objects": max_objects,
     }
     categories = [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(SHAPE_CLASSES)]
-    coco = {"info": info, "images": images, "annotations": annotations, "categories": categories, "licenses": []}
+    coco = {
+        "info": info,
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+        "licenses": [],
+    }
     json_file = os.path.join(output_dir, "annotations.json")
     with open(json_file, "w") as f:
         json.dump(coco, f)
@@ -209,7 +220,9 @@ def ensure_synthetic_shapes(folder: str, num_images: int, seed: int) -> str:
         _check_existing(folder, num_images, seed)
         return folder
     if os.path.isdir(folder) and os.listdir(folder):
-        raise RuntimeError(f"{folder} exists but has no annotations.json (interrupted copy?); delete it to regenerate")
+        raise RuntimeError(
+            f"{folder} exists but has no annotations.json (interrupted copy?); delete it to regenerate"
+        )
     parent = os.path.dirname(os.path.abspath(folder))
     os.makedirs(parent, exist_ok=True)
     with open(os.path.join(parent, f".{os.path.basename(folder)}.lock"), "w") as lock:
