@@ -17,6 +17,10 @@ Tasks (warm-up iterations are excluded from every number):
          --train-size sizes with 1-2 boxes each; data loading is not included
   data   the train loader alone: batches and images per second
   all    eval, train and data in turn
+  kernels
+         what each CPU kernel of detrex.layers.cpu_kernels is worth on this machine: eval and train
+         steps in pairs, one with every kernel on, one with the kernel off (order alternating), for
+         --num-iter pairs per kernel; the median paired difference in ms and in % of the step
   coco_eval
          COCO box evaluation alone (loadRes, evaluate, accumulate, summarize) of --num-images synthetic
          COCO-like images (80 classes, ~7 boxes, 100 scored detections each) with pycocotools and, when
@@ -53,9 +57,8 @@ from tqdm import tqdm
 
 from detrex.config import LazyConfig, instantiate
 from detrex.engine.launch import check_device
-from detrex.layers import box_cxcywh_to_xyxy
+from detrex.layers import box_cxcywh_to_xyxy, cpu_kernels
 from detrex.structures import Boxes, Instances
-from detrex.utils.env import keep_cpu_memory_mapped
 
 TASKS = ("eval", "train", "data")
 EXTRA_TASKS = ("coco_eval",)
@@ -68,7 +71,9 @@ def get_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config-file", metavar="FILE", help="lazy config (.py/.yaml); not for coco_eval")
-    parser.add_argument("--task", required=True, choices=(*TASKS, "all", *EXTRA_TASKS), help="what to time")
+    parser.add_argument(
+        "--task", required=True, choices=(*TASKS, "all", "kernels", *EXTRA_TASKS), help="what to time"
+    )
     parser.add_argument(
         "--num-images", type=int, default=5000, help="coco_eval: synthetic images to evaluate"
     )
@@ -163,7 +168,8 @@ def eval_inputs(cfg, input_size: tuple[int, int] | None, count: int) -> list[dic
     return inputs
 
 
-def bench_eval(cfg, model, args, device: str, autocast) -> dict:
+def eval_step(cfg, model, args, autocast) -> tuple[Callable[[], None], list[dict]]:
+    """One batch-1 inference per call, cycling through the inputs; and the inputs."""
     inputs = eval_inputs(cfg, args.input_size, count=min(args.num_iter, 8))
     model.eval()
     position = iter(range(10**9))
@@ -172,6 +178,11 @@ def bench_eval(cfg, model, args, device: str, autocast) -> dict:
         with torch.no_grad(), autocast():
             model([inputs[next(position) % len(inputs)]])
 
+    return step, inputs
+
+
+def bench_eval(cfg, model, args, device: str, autocast) -> dict:
+    step, inputs = eval_step(cfg, model, args, autocast)
     meter = MemoryMeter(device)
     meter.start()
     times = timed(step, args.num_iter, args.warmup, device, "eval")
@@ -197,7 +208,8 @@ def synthetic_train_batch(sizes: list[tuple[int, int]], num_classes: int = 80) -
     return batch
 
 
-def bench_train(cfg, model, args, device: str, autocast) -> dict:
+def train_step(cfg, model, args, autocast) -> tuple[Callable[[], None], list[dict]]:
+    """One training step per call (as detrex.engine.Trainer.run_step) on one fixed batch; and the batch."""
     if args.train_size is not None:
         batch = synthetic_train_batch(args.train_size, OmegaConf.select(cfg, "model.num_classes", default=80))
     else:
@@ -211,7 +223,7 @@ def bench_train(cfg, model, args, device: str, autocast) -> dict:
     clip = OmegaConf.select(cfg, "train.clip_grad", default=None)
     clip_args = dict(clip.params) if clip is not None and clip.enabled else None
 
-    def step():  # as detrex.engine.Trainer.run_step
+    def step():
         optimizer.zero_grad(set_to_none=True)  # before the forward: lower peak memory
         with autocast():
             loss_dict = model(batch)
@@ -221,10 +233,43 @@ def bench_train(cfg, model, args, device: str, autocast) -> dict:
             torch.nn.utils.clip_grad_norm_(model.parameters(), **clip_args)
         optimizer.step()
 
+    return step, batch
+
+
+def bench_train(cfg, model, args, device: str, autocast) -> dict:
+    step, batch = train_step(cfg, model, args, autocast)
     meter = MemoryMeter(device)
     meter.start()
     times = timed(step, args.num_iter, args.warmup, device, "train")
     return {**_summary(times, len(batch)), "batch_size": len(batch), **meter.stop()}
+
+
+def bench_kernels(cfg, model, args, autocast) -> dict:
+    """What each CPU kernel is worth: for inference and the train step, every kernel in turn is turned off
+    for one step of a pair whose other step runs with all kernels on (the order alternates); the median of
+    the paired differences, in seconds and as a share of the step with the kernel off. ``malloc`` is
+    process-wide and is not toggled here. Peak memory is measured per step in fresh processes elsewhere."""
+    kernels = [k for k in cpu_kernels.KERNELS if k != "malloc"]
+    results = {}
+    for phase, make_step in (("eval", eval_step), ("train", train_step)):
+        step = make_step(cfg, model, args, autocast)[0]
+        with cpu_kernels.use_cpu_kernels(True):
+            for _ in range(args.warmup):
+                step()
+        for kernel in kernels:
+            on, off = [], []
+            for i in range(args.num_iter):
+                for enabled in (True, False) if i % 2 == 0 else (False, True):
+                    with cpu_kernels.use_cpu_kernels(True if enabled else set(kernels) - {kernel}):
+                        start = time.perf_counter()
+                        step()
+                        (on if enabled else off).append(time.perf_counter() - start)
+            gain = float(np.median(np.array(off) - np.array(on)))
+            results[f"{phase}/{kernel} on_median_s"] = float(np.median(on))
+            results[f"{phase}/{kernel} off_median_s"] = float(np.median(off))
+            results[f"{phase}/{kernel} gain_ms"] = 1000.0 * gain
+            results[f"{phase}/{kernel} gain_percent"] = 100.0 * gain / float(np.median(off))
+    return {"pairs": args.num_iter, **results}
 
 
 def bench_data(cfg, args) -> dict:
@@ -374,9 +419,10 @@ def run_tasks(cfg, args, tasks: tuple[str, ...], device: str) -> dict:
     def autocast():
         return torch.autocast(device_type, dtype=torch.bfloat16) if args.amp else nullcontext()
 
+    cpu_kernels.set_cpu_kernels(bool(OmegaConf.select(cfg, "train.cpu_kernels", default=True)))
     if device_type == "cpu":
-        keep_cpu_memory_mapped()  # as tools/train_net.py on the CPU (DETREX_CPU_MALLOC=default: glibc's)
-    model = instantiate(cfg.model).to(device) if set(tasks) & {"eval", "train"} else None
+        cpu_kernels.prepare_cpu_process()  # as tools/train_net.py on the CPU
+    model = instantiate(cfg.model).to(device) if set(tasks) & {"eval", "train", "kernels"} else None
     if model is not None and args.compile:
         torch._inductor.config.freezing = True  # inference graphs: weights as constants, pre-packed convs
         model = torch.compile(model)
@@ -387,6 +433,8 @@ def run_tasks(cfg, args, tasks: tuple[str, ...], device: str) -> dict:
                 results[task] = bench_eval(cfg, model, args, device, autocast)
             elif task == "train":
                 results[task] = bench_train(cfg, model, args, device, autocast)
+            elif task == "kernels":
+                results[task] = bench_kernels(cfg, model, args, autocast)
             else:
                 results[task] = bench_data(cfg, args)
         except Exception as e:  # e.g. "data" without a dataset folder; reported, the other tasks still run
@@ -442,7 +490,7 @@ def main(argv: list[str] | None = None) -> dict:
         "threads": torch.get_num_threads(),
         "amp": "bfloat16" if args.amp else None,
         "compile": args.compile,
-        "cpu_malloc": os.environ.get("DETREX_CPU_MALLOC", "tuned"),
+        "cpu_kernels": sorted(cpu_kernels.active_kernels()),
         "isolated": args.isolate,
         "num_iter": args.num_iter,
         "warmup": args.warmup,

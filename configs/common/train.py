@@ -33,4 +33,6 @@ train = dict(
     # None: no check; B: lr and schedule were tuned for total batch B: a warning if ours differs (no rescaling)
     reference_batch_size=None,
     compile=dict(enabled=False),  # torch.compile: compiling (and recompiling per image size) costs > gains
+    # the kernels of detrex.layers.cpu_kernels (float32 CPU runs only); False: stock PyTorch operators only
+    cpu_kernels=True,
 )

@@ -12,8 +12,9 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from detrex.layers import cpu_kernels
 from detrex.utils import comm
-from detrex.utils.env import collect_env_info, keep_cpu_memory_mapped, seed_all_rng
+from detrex.utils.env import collect_env_info, seed_all_rng
 from detrex.utils.events import CommonMetricPrinter, EventWriter, JSONWriter, TensorboardXWriter
 from detrex.utils.logger import setup_logger
 
@@ -138,11 +139,14 @@ def default_setup(cfg, args: argparse.Namespace) -> None:
     seed = OmegaConf.select(cfg, "train.seed", default=-1)
     seed_all_rng(None if seed is None or seed < 0 else seed + rank)
     torch.backends.cudnn.benchmark = bool(OmegaConf.select(cfg, "train.cudnn_benchmark", default=False))
+    cpu_kernels.set_cpu_kernels(bool(OmegaConf.select(cfg, "train.cpu_kernels", default=True)))
     if str(OmegaConf.select(cfg, "train.device", default="cpu") or "cpu").startswith("cpu"):
-        if keep_cpu_memory_mapped():
-            logger.info(
-                "glibc malloc keeps freed memory for reuse (DETREX_CPU_MALLOC=default turns this off)"
-            )
+        cpu_kernels.prepare_cpu_process()
+        active = sorted(cpu_kernels.active_kernels())
+        logger.info(
+            f"CPU kernels: {', '.join(active) if active else 'off'} "
+            f"(train.cpu_kernels=False or {cpu_kernels.ENV_VAR}=0 turns them off)"
+        )
 
 
 def create_ddp_model(

@@ -1,15 +1,15 @@
-"""Layers shared by the DETR-family projects: box ops, position embeddings, MLP / FFN, attention blocks,
-frozen batch norm and conv wrappers."""
+"""Layers shared by the DETR-family projects: box ops, position embeddings, MLP / FFN, attention, frozen batch
+norm and conv wrappers. ``detrex.layers.functional`` holds the building blocks they compute with."""
 
-from .attention import MultiheadAttention, multi_head_attention
+from . import functional
+from .attention import MultiheadAttention
 from .batch_norm import FrozenBatchNorm2d, get_norm
 from .box_ops import box_area, box_cxcywh_to_xyxy, box_iou, box_xyxy_to_cxcywh, generalized_box_iou
-from .dropout import Dropout, relu_dropout
 from .misc import inverse_sigmoid
-from .mlp import FFN, MLP, linear_activation_dropout
+from .mlp import FFN, MLP
 from .position_embedding import PositionEmbeddingSine, get_sine_pos_embed
 from .transformer import TransformerEncoderLayer, get_clones
-from .wrappers import Conv2d, conv_norm_forward, conv_weights_channels_last, linear
+from .wrappers import Conv2d, Dropout, conv_weights_channels_last
 
 __all__ = [
     "Conv2d",
@@ -24,15 +24,11 @@ __all__ = [
     "box_cxcywh_to_xyxy",
     "box_iou",
     "box_xyxy_to_cxcywh",
-    "conv_norm_forward",
     "conv_weights_channels_last",
-    "relu_dropout",
+    "functional",
     "generalized_box_iou",
     "get_clones",
     "get_norm",
     "get_sine_pos_embed",
     "inverse_sigmoid",
-    "linear",
-    "linear_activation_dropout",
-    "multi_head_attention",
 ]

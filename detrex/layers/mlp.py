@@ -4,8 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dropout import Dropout, relu_dropout
-from .wrappers import linear as _linear
+from .wrappers import Dropout
 
 
 class MLP(nn.Module):
@@ -27,7 +26,7 @@ class MLP(nn.Module):
 
 
 class FFN(nn.Module):
-    """Transformer feed-forward block: Linear -> activation -> dropout -> Linear -> dropout.
+    """Transformer feed-forward block: Linear -> activation -> dropout -> ... -> Linear -> dropout.
 
     Returns the branch only; the caller adds the residual and normalises. Parameter names follow detrex
     checkpoints: ``layers.0.0`` (first Linear), ``layers.1`` (second Linear) for ``num_fcs=2``.
@@ -63,19 +62,4 @@ class FFN(nn.Module):
         self.layers = nn.Sequential(*hidden, nn.Linear(in_dim, out_dim), Dropout(ffn_drop))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        *hidden, last, last_drop = self.layers
-        for linear, activation, drop in hidden:
-            x = linear_activation_dropout(x, linear, activation, drop)
-        return last_drop(_linear(x, last.weight, last.bias))
-
-
-def linear_activation_dropout(
-    x: torch.Tensor, linear: nn.Linear, activation, drop: nn.Dropout
-) -> torch.Tensor:
-    """``drop(activation(linear(x)))``, the hidden layer of a transformer FFN: the linear layer through
-    ``detrex.layers.linear`` (on the CPU maybe a 1x1 convolution) and, when ``activation`` is ReLU (an
-    ``nn.ReLU`` module or ``F.relu``), ReLU and dropout as one op that saves less for the backward."""
-    x = _linear(x, linear.weight, linear.bias)
-    if type(activation) is nn.ReLU or activation is F.relu or activation is torch.relu:
-        return relu_dropout(x, drop.p, drop.training)
-    return drop(activation(x))
+        return self.layers(x)

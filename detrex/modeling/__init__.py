@@ -1,7 +1,8 @@
-"""Backbones, matcher and criterion shared by the DETR-family projects."""
+"""Backbones, matcher, criterion and the meta-architecture base shared by the DETR-family projects."""
 
 from .backbone import BasicBlock, BasicStem, BottleneckBlock, ResNet, make_stage
 from .criterion import SetCriterion, sigmoid_focal_loss
+from .detr_detector import DETRDetector
 from .matcher import HungarianMatcher
 from .postprocessing import detector_postprocess
 
@@ -9,6 +10,7 @@ __all__ = [
     "BasicBlock",
     "BasicStem",
     "BottleneckBlock",
+    "DETRDetector",
     "HungarianMatcher",
     "ResNet",
     "SetCriterion",

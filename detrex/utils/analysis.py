@@ -61,8 +61,8 @@ class _GivenMaskImageList(ImageList):
     """An ImageList whose padding mask is a given tensor instead of one built from Python sizes, so
     that a traced graph takes the mask as an input."""
 
-    def __init__(self, images: ImageList, mask: torch.Tensor):
-        super().__init__(images.tensor, images.image_sizes)
+    def __init__(self, tensor: torch.Tensor, mask: torch.Tensor):
+        super().__init__(tensor, [tuple(tensor.shape[-2:])] * len(tensor))
         self._mask = mask
 
     def padding_mask(self) -> torch.Tensor:
@@ -70,7 +70,7 @@ class _GivenMaskImageList(ImageList):
 
 
 class ExportableDetector(nn.Module):
-    """A detrex DETR detector as a fixed-shape function for export (ONNX) and deployment.
+    """A detrex DETR detector (a ``DETRDetector``) as a fixed-shape function for export (ONNX) and deployment.
 
     Inputs: `images` float [B, 3, H, W], RGB, 0..255 (not normalised: the model's pixel_mean/std apply),
     each image at the top-left, and `mask` bool [B, H, W], True on padded pixels (their values are
@@ -78,48 +78,24 @@ class ExportableDetector(nn.Module):
     Outputs: boxes (B, k, 4) xyxy in input pixels (clipped to each image's unpadded part), scores (B, k)
     sigmoid probabilities, classes (B, k) int64: the k best (query, class) pairs, best first,
     k = `topk` (default: the model's `select_box_nums_for_evaluation`). No score threshold is applied.
-
-    The wrapped model must have `preprocess_image(batched_inputs) -> ImageList` and
-    `inference(logits, boxes, ...)` receiving the last decoder layer's class logits (..., Q, K) and
-    normalised cxcywh boxes (..., Q, 4) (true of ConditionalDETR and AnchorDETR); both methods are
-    intercepted during `forward` to feed the mask in and read those raw predictions out. The
-    classifier must be sigmoid-based (focal loss), as in both detectors.
     """
 
     def __init__(self, model: nn.Module, topk: int | None = None):
         super().__init__()
-        for name in ("preprocess_image", "inference"):
-            if not callable(getattr(model, name, None)):
-                raise TypeError(f"ExportableDetector: {type(model).__name__} has no {name}() method to hook")
+        if not callable(getattr(model, "forward_images", None)):
+            raise TypeError(
+                f"ExportableDetector: {type(model).__name__} is not a DETRDetector (no forward_images)"
+            )
         self.model = model
         self.topk = int(topk or getattr(model, "select_box_nums_for_evaluation", 100))
 
     def raw_outputs(self, images: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Last decoder layer's (logits (B, Q, K), boxes (B, Q, 4) normalised cxcywh)."""
         model = self.model
-        preprocess, inference = model.preprocess_image, model.inference
-        captured = []
-
-        def preprocess_with_mask(batched_inputs):
-            images = preprocess(batched_inputs)  # normalised; padding must be 0 afterwards, as in batching
-            images.tensor = images.tensor.masked_fill(mask[:, None], 0.0)
-            return _GivenMaskImageList(images, mask)
-
-        def capture(logits, boxes, *args, **kwargs):
-            captured.append((logits, boxes))
-            return inference(logits, boxes, *args, **kwargs)
-
-        h, w = images.shape[-2:]
-        batched_inputs = [{"image": image, "height": int(h), "width": int(w)} for image in images]
-        model.preprocess_image, model.inference = preprocess_with_mask, capture  # instance attributes
-        try:
-            model(batched_inputs)
-        finally:
-            del model.preprocess_image, model.inference  # back to the class methods
-        logits, boxes = zip(*captured)
-        if len(captured) == 1 and logits[0].dim() == 3:  # batched call (ConditionalDETR)
-            return logits[0], boxes[0]
-        return torch.stack(logits), torch.stack(boxes)  # one call per image (AnchorDETR)
+        normalised = (images - model.pixel_mean) / model.pixel_std
+        normalised = normalised.masked_fill(mask[:, None], 0.0)  # padding is 0 after normalisation
+        outputs = model.forward_images(_GivenMaskImageList(normalised, mask))
+        return outputs["pred_logits"], outputs["pred_boxes"]
 
     def forward(self, images: torch.Tensor, mask: torch.Tensor):
         logits, boxes = self.raw_outputs(images, mask)

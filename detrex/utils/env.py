@@ -1,12 +1,10 @@
 """Reproducibility and environment reporting: ``seed_all_rng`` and ``collect_env_info`` (for the logs)."""
 
 import contextlib
-import ctypes
 import importlib
 import importlib.metadata
 import logging
 import os
-import platform
 import random
 import sys
 from datetime import datetime
@@ -21,7 +19,6 @@ __all__ = [
     "get_rng_state",
     "set_rng_state",
     "preserve_rng_state",
-    "keep_cpu_memory_mapped",
 ]
 
 logger = logging.getLogger(__name__)
@@ -127,44 +124,3 @@ def collect_env_info() -> str:
         rows.append(_package_row(name))
     rows.append(("CPU threads (torch)", str(torch.get_num_threads())))
     return tabulate(rows)
-
-
-# glibc mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
-_allocator_tuned: bool | None = None
-
-
-def keep_cpu_memory_mapped() -> bool:
-    """Let glibc's malloc keep freed memory for reuse instead of returning large blocks to the kernel.
-
-    By default glibc serves every allocation above 32 MiB with a fresh ``mmap`` and unmaps it on free, so
-    each large activation of a CPU forward/backward pays page faults and kernel zeroing of its pages again
-    (on the development VM a 62 MiB tensor costs ~25 ms to allocate and fill, ~4 ms when its memory is
-    reused). This turns ``mmap`` off for the heap and keeps up to 1 GiB of freed memory at its top, so the
-    next step reuses the pages. Measured on 2 cores (docs/performance.md): R50 inference 8-9% faster, train
-    step within run-to-run noise, peak RSS 0-8% higher; memory freed late stays reserved for the process,
-    as with PyTorch's CUDA caching allocator.
-
-    Called by ``default_setup`` (CPU runs of tools/train_net.py) and tools/benchmark.py. The environment
-    variable ``DETREX_CPU_MALLOC=default`` leaves glibc's defaults. Returns whether the tuning is active:
-    False when turned off, or where the C library is not glibc. Idempotent.
-    """
-    global _allocator_tuned
-    if os.environ.get("DETREX_CPU_MALLOC", "tuned").lower() in ("default", "0", "off", "false"):
-        return False
-    if _allocator_tuned is None:
-        _allocator_tuned = _tune_glibc_malloc()
-    return _allocator_tuned
-
-
-def _tune_glibc_malloc() -> bool:
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(
-        mallopt(_M_MMAP_MAX, 0) and mallopt(_M_TRIM_THRESHOLD, 1 << 30) and mallopt(_M_TOP_PAD, 256 << 20)
-    )

@@ -30,6 +30,7 @@ TRAIN = dict(
     epochs=None,
     reference_batch_size=None,
     compile=dict(enabled=False),
+    cpu_kernels=True,
 )
 
 CHECK = "from detrex.config import get_config; import detrex; print(detrex.__file__); print(get_config('common/train.py').train.max_iter)"

@@ -2,14 +2,15 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from detrex.layers import FFN, MLP, MultiheadAttention, inverse_sigmoid, multi_head_attention
+from detrex.layers import FFN, MLP, MultiheadAttention, inverse_sigmoid
+from detrex.layers.functional import attention
 
 
 def _attention_weights(q, k, num_heads, key_padding_mask):
     """Read the weights through the output: with one-hot values, output channel j of a head = weight of key j."""
     bs, n_k = k.shape[:2]
     v = torch.eye(n_k).repeat(1, num_heads)[None].expand(bs, -1, -1)  # (B, Nk, h * Nk)
-    out = multi_head_attention(q, k, v, num_heads, key_padding_mask)
+    out = attention(q, k, v, num_heads, key_padding_mask)
     return out.view(bs, q.shape[1], num_heads, n_k)
 
 

@@ -1,6 +1,9 @@
+import importlib.util
 import json
 
 import pytest
+import torch
+from torch.testing import assert_close
 
 TINY = "tests/tools/configs/tiny_conditional_detr.py"
 
@@ -110,3 +113,35 @@ def test_bad_arguments(argv, message, script, capsys):
     with pytest.raises(SystemExit) as e:
         script("tools/benchmark.py").main(argv)
     assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_benchmark_synthetic_train_batch_and_isolated_tasks(script, tmp_path):
+    bench = script("tools/benchmark.py")
+    batch = bench.synthetic_train_batch([(64, 80), (48, 80), (32, 32)])
+    assert [tuple(x["image"].shape) for x in batch] == [(3, 64, 80), (3, 48, 80), (3, 32, 32)]
+    assert [len(x["instances"]) for x in batch] == [2, 1, 2]
+    assert_close(batch[1]["instances"].gt_boxes.tensor, torch.tensor([[20.0, 12.0, 44.0, 26.4]]))
+    summary = bench.main(
+        ["--config-file", "tests/tools/configs/tiny_anchor_detr.py", "--task", "train", "--isolate",
+         "--train-size", "64x80,48x80", "--num-iter", "1", "--warmup", "0", "--threads", "1",
+         "--output", str(tmp_path / "b.json")]
+    )  # fmt: skip
+    train = summary["results"]["train"]
+    assert summary["isolated"] and train["batch_size"] == 2 and train["process_peak_rss_mb"] > 0
+
+
+def test_benchmark_coco_eval_task_compares_both_backends(script, tmp_path):
+    """`--task coco_eval` times both evaluation backends on synthetic COCO-like detections, needs no config
+    and reports matching AP."""
+    bench = script("tools/benchmark.py")
+    dataset, detections = bench.synthetic_coco_detections(20, dets_per_image=30)
+    assert len(dataset["images"]) == 20 and len(detections) == 20 * 30
+    assert {d["image_id"] for d in detections} == {im["id"] for im in dataset["images"]}
+    summary = bench.main(["--task", "coco_eval", "--num-images", "40", "--output", str(tmp_path / "e.json")])
+    result = summary["results"]["coco_eval"]
+    assert result["num_images"] == 40 and result["num_detections"] == 40 * 100
+    assert 5 < result["pycocotools_AP"] < 95 and result["pycocotools_s"] > 0
+    if importlib.util.find_spec("faster_coco_eval") is not None:
+        assert result["max_abs_diff_ap_points"] <= 0.01
+    with pytest.raises(SystemExit):
+        bench.main(["--task", "eval"])  # model tasks still need a config

@@ -60,7 +60,7 @@ class BasicStem(CNNBlockBase):
         self.conv1 = _conv(in_channels, out_channels, 7, norm, stride=2, padding=3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv1(x, relu=True)
+        x = F.relu_(self.conv1(x))
         return F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
 
 
@@ -76,9 +76,10 @@ class BasicBlock(CNNBlockBase):
         self.conv2 = _conv(out_channels, out_channels, 3, norm, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x, relu=True)
+        out = F.relu_(self.conv1(x))
+        out = self.conv2(out)
         shortcut = x if self.shortcut is None else self.shortcut(x)
-        return self.conv2(out, relu=True, residual=shortcut)
+        return F.relu_(out + shortcut)
 
 
 class BottleneckBlock(CNNBlockBase):
@@ -113,10 +114,11 @@ class BottleneckBlock(CNNBlockBase):
         self.conv3 = _conv(bottleneck_channels, out_channels, 1, norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x, relu=True)
-        out = self.conv2(out, relu=True)
+        out = F.relu_(self.conv1(x))
+        out = F.relu_(self.conv2(out))
+        out = self.conv3(out)
         shortcut = x if self.shortcut is None else self.shortcut(x)
-        return self.conv3(out, relu=True, residual=shortcut)  # relu(conv3(out) + shortcut)
+        return F.relu_(out + shortcut)
 
 
 def make_stage(block_class: type, num_blocks: int, *, in_channels: int, out_channels: int, first_stride: int = 1,

@@ -9,16 +9,46 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
 from torchvision.models._utils import IntermediateLayerGetter
-from torchvision.models.resnet import Bottleneck
 
-from detrex.layers import FrozenBatchNorm2d, conv_norm_forward, conv_weights_channels_last
+from detrex.layers import FrozenBatchNorm2d, conv_weights_channels_last
+from detrex.layers.functional import conv_norm
 
 __all__ = ["TorchvisionResNet"]
 
-_DEPTHS = {"resnet18": 18, "resnet34": 34, "resnet50": 50, "resnet101": 101, "resnet152": 152}
+
+class BasicBlock(torchvision.models.resnet.BasicBlock):
+    """torchvision's BasicBlock (same modules and keys) computed through ``conv_norm``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu_(conv_norm(x, self.conv1, self.bn1))
+        out = conv_norm(out, self.conv2, self.bn2)
+        shortcut = x if self.downsample is None else conv_norm(x, *self.downsample)
+        return F.relu_(out + shortcut)
+
+
+class Bottleneck(torchvision.models.resnet.Bottleneck):
+    """torchvision's Bottleneck (same modules and keys) computed through ``conv_norm``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu_(conv_norm(x, self.conv1, self.bn1))
+        out = F.relu_(conv_norm(out, self.conv2, self.bn2))
+        out = conv_norm(out, self.conv3, self.bn3)
+        shortcut = x if self.downsample is None else conv_norm(x, *self.downsample)
+        return F.relu_(out + shortcut)
+
+
+# name -> (block, blocks per stage), as torchvision.models.resnet* build them
+_ARCHS = {
+    "resnet18": (BasicBlock, [2, 2, 2, 2]),
+    "resnet34": (BasicBlock, [3, 4, 6, 3]),
+    "resnet50": (Bottleneck, [3, 4, 6, 3]),
+    "resnet101": (Bottleneck, [3, 4, 23, 3]),
+    "resnet152": (Bottleneck, [3, 8, 36, 3]),
+}
 _STAGES = ("layer1", "layer2", "layer3", "layer4")
 _TRAINABLE_STAGES = ("layer2", "layer3", "layer4")  # conv1, bn1 and layer1 stay frozen, as in DETR
 
@@ -58,8 +88,8 @@ class TorchvisionResNet(nn.Module):
     ):
         super().__init__()
         self.channels_last = channels_last
-        if name not in _DEPTHS:
-            raise ValueError(f"TorchvisionResNet: unknown name {name!r}; choose one of {sorted(_DEPTHS)}")
+        if name not in _ARCHS:
+            raise ValueError(f"TorchvisionResNet: unknown name {name!r}; choose one of {sorted(_ARCHS)}")
         return_layers = {"layer4": "res5"} if return_layers is None else dict(return_layers)
         unknown = sorted(set(return_layers) - set(_STAGES))
         if not return_layers or unknown:
@@ -67,8 +97,9 @@ class TorchvisionResNet(nn.Module):
                 f"TorchvisionResNet: return_layers keys must be among {list(_STAGES)}, got {sorted(return_layers)}"
             )
         norm_layer = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
-        resnet = getattr(torchvision.models, name)(
-            weights=None, replace_stride_with_dilation=[False, False, dilation], norm_layer=norm_layer
+        block, layers = _ARCHS[name]
+        resnet = torchvision.models.resnet.ResNet(
+            block, layers, replace_stride_with_dilation=[False, False, dilation], norm_layer=norm_layer
         )
         for param_name, param in resnet.named_parameters():
             if not train_backbone or not param_name.startswith(_TRAINABLE_STAGES):
@@ -78,7 +109,7 @@ class TorchvisionResNet(nn.Module):
         if channels_last:
             conv_weights_channels_last(self.body)
 
-        expansion = 4 if _DEPTHS[name] >= 50 else 1
+        expansion = block.expansion
         self._out_shapes = {}
         stride = 4
         for i, stage in enumerate(_STAGES):
@@ -98,29 +129,16 @@ class TorchvisionResNet(nn.Module):
         return list(self._out_shapes.values())[-1].channels
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """x: (B, 3, H, W) normalised images -> {output name: (B, C, H / stride, W / stride)}.
-        Same computation as ``self.body(x)``, with each frozen norm folded into its convolution."""
+        """x: (B, 3, H, W) normalised images -> {output name: (B, C, H / stride, W / stride)}."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         body = self.body
-        x = body.maxpool(conv_norm_forward(body.conv1, body.bn1, x, relu=True))
+        x = body.maxpool(F.relu_(conv_norm(x, body.conv1, body.bn1)))
         outputs = {}
         for stage in _STAGES:
             if not hasattr(body, stage):  # stages after the last returned one are not built
                 break
-            for block in getattr(body, stage):
-                x = _block_forward(block, x)
+            x = getattr(body, stage)(x)
             if stage in body.return_layers:
                 outputs[body.return_layers[stage]] = x
         return outputs
-
-
-def _block_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """torchvision's Bottleneck / BasicBlock forward through conv_norm_forward: relu(convs(x) + shortcut)."""
-    out = conv_norm_forward(block.conv1, block.bn1, x, relu=True)
-    last_conv, last_norm = block.conv2, block.bn2
-    if isinstance(block, Bottleneck):
-        out = conv_norm_forward(block.conv2, block.bn2, out, relu=True)
-        last_conv, last_norm = block.conv3, block.bn3
-    shortcut = x if block.downsample is None else conv_norm_forward(*block.downsample, x)
-    return conv_norm_forward(last_conv, last_norm, out, relu=True, residual=shortcut)

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from detrex.layers.functional import dropout
+
 __all__ = ["MultiheadRCDA"]
 
 
@@ -93,8 +95,8 @@ class MultiheadRCDA(nn.Module):
             pad_y = key_padding_mask[:, :, 0].repeat_interleave(heads, dim=0)  # (B*h, H), from the first col
             attn_x = attn_x.masked_fill(pad_x[:, None, :], float("-inf"))  # padded columns get no weight
             attn_y = attn_y.masked_fill(pad_y[:, None, :], float("-inf"))
-        attn_x = F.dropout(attn_x.softmax(-1), p=self.dropout, training=self.training)
-        attn_y = F.dropout(attn_y.softmax(-1), p=self.dropout, training=self.training)
+        attn_x = dropout(attn_x.softmax(-1), self.dropout, self.training)
+        attn_y = dropout(attn_y.softmax(-1), self.dropout, self.training)
 
         # out[q] = sum_h attn_y[q, h] * sum_w attn_x[q, w] * v[h, w]; contract the longer side first so the
         # intermediate is (B*h, Q, min(H, W), d).

@@ -9,7 +9,8 @@ Batch-first tensors: (B, N, C).
 import torch
 from torch import nn
 
-from detrex.layers import Dropout, multi_head_attention
+from detrex.layers import Dropout
+from detrex.layers.functional import attention
 
 
 class ConditionalSelfAttention(nn.Module):
@@ -25,7 +26,7 @@ class ConditionalSelfAttention(nn.Module):
         self.value_proj = nn.Linear(embed_dim, embed_dim)
         self.out_proj = nn.Linear(embed_dim, embed_dim)
         self.num_heads = num_heads
-        self.attn_drop = nn.Dropout(attn_drop)  # its p is passed to the attention kernel
+        self.attn_drop = nn.Dropout(attn_drop)  # its p is passed to the attention block
         self.proj_drop = Dropout(proj_drop)
 
     def forward(self, query: torch.Tensor, query_pos: torch.Tensor) -> torch.Tensor:
@@ -34,7 +35,7 @@ class ConditionalSelfAttention(nn.Module):
         k = self.key_content_proj(query) + self.key_pos_proj(query_pos)
         v = self.value_proj(query)
         dropout_p = self.attn_drop.p if self.training else 0.0
-        out = multi_head_attention(q, k, v, self.num_heads, dropout_p=dropout_p)
+        out = attention(q, k, v, self.num_heads, dropout_p=dropout_p)
         return self.proj_drop(self.out_proj(out))
 
 
@@ -63,7 +64,7 @@ class ConditionalCrossAttention(nn.Module):
         self.value_proj = nn.Linear(embed_dim, embed_dim)
         self.out_proj = nn.Linear(embed_dim, embed_dim)
         self.num_heads = num_heads
-        self.attn_drop = nn.Dropout(attn_drop)  # its p is passed to the attention kernel
+        self.attn_drop = nn.Dropout(attn_drop)  # its p is passed to the attention block
         self.proj_drop = Dropout(proj_drop)
 
     def forward(
@@ -90,7 +91,7 @@ class ConditionalCrossAttention(nn.Module):
         q = torch.cat([q.view(bs, n_q, heads, -1), q_sine.view(bs, n_q, heads, -1)], dim=-1)  # (B, Q, h, 2d)
         k = torch.cat([k.view(bs, n_k, heads, -1), k_pos.view(bs, n_k, heads, -1)], dim=-1)  # (B, HW, h, 2d)
         dropout_p = self.attn_drop.p if self.training else 0.0
-        out = multi_head_attention(
+        out = attention(
             q.view(bs, n_q, 2 * c), k.view(bs, n_k, 2 * c), v, heads, key_padding_mask, dropout_p=dropout_p
         )
         return self.proj_drop(self.out_proj(out))

@@ -1,6 +1,5 @@
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from projects.anchor_detr.modeling import AnchorDETRTransformer
@@ -143,7 +142,7 @@ def test_dropout_reaches_every_dropout_module():
     rates = {m.p for m in model.modules() if isinstance(m, nn.Dropout)}
     attn = [m.dropout for n, m in model.named_modules() if n.endswith("attn")]
     assert rates == {0.1} and attn and set(attn) == {0.1}
-    assert F.relu is model.transformer.encoder_layers[0].ffn.activation
+    assert isinstance(model.transformer.encoder_layers[0].ffn.activation, nn.ReLU)
 
 
 def test_constructor_checks():

@@ -4,6 +4,7 @@ LazyConfig -> instantiate -> DetectionCheckpointer.load -> model(batched_inputs)
 import pytest
 import torch
 
+from detrex.layers import cpu_kernels
 from tests.projects.parity_utils import (
     build_model,
     compare_eval,
@@ -17,6 +18,13 @@ from tests.projects.parity_utils import (
 )
 
 CASE = "anchor_detr_r50_50ep"
+
+
+@pytest.fixture(autouse=True, params=[True, False], ids=["cpu_kernels_on", "cpu_kernels_off"])
+def cpu_kernels_switch(request):
+    """Every parity check runs with the CPU kernels on and off (stock PyTorch operators only)."""
+    with cpu_kernels.use_cpu_kernels(request.param):
+        yield
 
 
 @pytest.fixture(scope="module")
