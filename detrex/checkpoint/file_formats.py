@@ -75,15 +75,15 @@ def read_checkpoint_file(path: str) -> dict:
     except EOFError as e:
         raise _truncated(path, size, _first_line(e) or "the data ends early") from e
     except RuntimeError as e:  # torch's zip reader and legacy loader report damage as RuntimeError
-        if "failed locating file" in str(e):
-            raise NotACheckpointError(
-                f"not a checkpoint: a zip archive that torch.save did not write ({_first_line(e)}); extract it, "
-                f"or pass the checkpoint inside. detrex reads {READABLE}",
-                path,
-            ) from e
-        if not _says_cut_off(str(e)):
+        if _says_cut_off(str(e)):
+            raise _truncated(path, size, _first_line(e)) from e
+        if not head.startswith(ZIP_MAGIC):
             raise
-        raise _truncated(path, size, _first_line(e)) from e
+        raise NotACheckpointError(
+            f"not a checkpoint: a zip archive that torch.save did not write ({_first_line(e)}); extract it, or "
+            f"pass the checkpoint inside. detrex reads {READABLE}",
+            path,
+        ) from e
     except pickle.UnpicklingError as e:
         raise _unpickling_error(path, size, head, e) from e
     if not isinstance(obj, Mapping):
@@ -161,14 +161,17 @@ def safetensors_bytes(
     state_dict: Mapping[str, torch.Tensor], metadata: dict[str, str] | None = None
 ) -> bytes:
     """``state_dict`` as the bytes of a ``.safetensors`` file. Tensors that share memory with an earlier one
-    (tied parameters) are stored as copies, so that every key is present."""
+    (tied parameters, slices of one tensor) and channels-last ones are stored as contiguous copies, so that
+    every key is present."""
     from safetensors.torch import save
 
     tensors, seen = {}, set()
     for key, value in state_dict.items():
         value = value.detach().cpu()
-        storage = (value.untyped_storage().data_ptr(), value.storage_offset(), tuple(value.shape))
-        tensors[key] = value.clone() if storage in seen or not value.is_contiguous() else value
+        storage = value.untyped_storage().data_ptr()
+        if storage in seen or not value.is_contiguous():  # safetensors stores each tensor's own bytes
+            value = value.clone(memory_format=torch.contiguous_format)
+        tensors[key] = value
         seen.add(storage)
     return save(tensors, metadata=metadata)
 

@@ -264,13 +264,13 @@ def check_hf_config(config: HFConfig, model: nn.Module) -> None:
     if config.model_type != "conditional_detr":
         problems.append(f"config.json says model_type={config.model_type!r}; detrex loads conditional_detr")
     for part, heads in (("encoder", config.encoder_heads), ("decoder", config.decoder_heads)):
-        ours = _num_heads(model, part)
+        ours = num_heads(model, part)
         if heads is not None and ours is not None and heads != ours:
             problems.append(
                 f"{heads} {part} attention heads, the model {ours}: set model.transformer.{part}.num_heads={heads}"
             )
         # fmt: skip
-    dilated = _last_stage_dilated(model)
+    dilated = last_stage_dilated(model)
     if dilated is not None and dilated != config.dilation:
         want = "a DC5 config (dilated last stage)" if config.dilation else "a config without DC5"
         problems.append(
@@ -286,7 +286,7 @@ def check_hf_config(config: HFConfig, model: nn.Module) -> None:
         )
 
 
-def _num_heads(model: nn.Module, part: str) -> int | None:
+def num_heads(model: nn.Module, part: str) -> int | None:
     prefix = f"transformer.{part}.layers.0."
     for name, module in model.named_modules():
         if name.startswith(prefix) and isinstance(getattr(module, "num_heads", None), int):
@@ -294,7 +294,7 @@ def _num_heads(model: nn.Module, part: str) -> int | None:
     return None
 
 
-def _last_stage_dilated(model: nn.Module) -> bool | None:
+def last_stage_dilated(model: nn.Module) -> bool | None:
     """Whether the ResNet's last stage is dilated (DC5), from its second block's 3x3 convolution."""
     for name, module in model.named_modules():
         if re.search(r"(^|\.)(layer4|res5)\.1\.conv2$", name) and isinstance(module, nn.Conv2d):

@@ -123,7 +123,7 @@ def format_report(plan: LoadPlan, path: str) -> str:
             "other classes; an evaluation now would mean nothing."
         )
     if plan.unexpected:
-        groups = _collapse(plan.unexpected, list(c.state_dict))
+        groups = [label for label, _ in _collapse(plan.unexpected, list(c.state_dict))]
         lines.append(
             f"Checkpoint tensors the model has no place for ({len(plan.unexpected)}): {_examples(groups, 8)}"
         )

@@ -9,7 +9,7 @@ import torchvision
 from torch import nn
 from torch.testing import assert_close
 
-from detrex.checkpoint import CheckpointFormatError, DetectionCheckpointer, IncompatibleCheckpointError
+from detrex.checkpoint import CheckpointFormatError, DetectionCheckpointer
 from detrex.checkpoint.resnet_keys import BackboneLayout
 from detrex.modeling import BasicStem, ResNet
 
