@@ -11,7 +11,11 @@ pytest.importorskip("transformers")
 pytest.importorskip("timm")
 
 from safetensors.torch import load_file  # noqa: E402
-from transformers import ConditionalDetrConfig, ConditionalDetrForObjectDetection  # noqa: E402
+from transformers import (  # noqa: E402
+    ConditionalDetrConfig,
+    ConditionalDetrForObjectDetection,
+    ConditionalDetrImageProcessor,
+)
 
 from detrex.checkpoint import (
     DetectionCheckpointer,
@@ -161,3 +165,66 @@ def test_full_size_configs_fit_every_tensor(config, backbone, dilation):
     hf_config.dilation = not dilation
     with pytest.raises(IncompatibleCheckpointError, match="config.json has dilation="):
         check_hf_config(hf_config, model)
+
+
+# The differences from transformers listed in projects/conditional_detr/README.md, each shown on transformers
+# itself.
+
+
+def test_transformers_auxiliary_loss_changes_inference(hf_tiny, reference):
+    """With auxiliary_loss=True, transformers feeds each decoder layer the layer-normed output of the previous
+    one; the official code (and detrex) normalise only the copies given to the auxiliary heads."""
+    images, _ = reference
+    processor = ConditionalDetrImageProcessor(do_resize=False)
+    inputs = processor(images=[image.permute(1, 2, 0).numpy() for image in images], return_tensors="pt")
+    aux = seeded_hf_model(tiny_hf_config(auxiliary_loss=True), seed=0)
+    with torch.no_grad():
+        plain, normed = hf_tiny(**inputs), aux(**inputs)
+    assert float((normed.logits - plain.logits).abs().max()) > 0.1
+    assert float((normed.pred_boxes - plain.pred_boxes).abs().max()) > 1e-3
+
+
+def test_transformers_class_loss_weight_is_one(hf_tiny, reference):
+    """transformers' Conditional-DETR loss weighs the class loss by 1 whatever cls_loss_coefficient (2) says."""
+    images, _ = reference
+    processor = ConditionalDetrImageProcessor(do_resize=False)
+    inputs = processor(images=[image.permute(1, 2, 0).numpy() for image in images], return_tensors="pt")
+    labels = [{"class_labels": torch.tensor([1, 3]), "boxes": torch.tensor([[0.3, 0.4, 0.2, 0.3], [0.6, 0.5, 0.3, 0.2]])},
+              {"class_labels": torch.tensor([17]), "boxes": torch.tensor([[0.5, 0.5, 0.4, 0.4]])}]  # fmt: skip
+    with torch.no_grad():
+        out = hf_tiny(**inputs, labels=labels)
+    parts = out.loss_dict
+    assert hf_tiny.config.cls_loss_coefficient == 2
+    weighted = parts["loss_ce"] + 5 * parts["loss_bbox"] + 2 * parts["loss_giou"]
+    torch.testing.assert_close(out.loss, weighted)
+
+
+def test_transformers_image_processor_normalises_padded_boxes_by_the_canvas():
+    """The same box of a 200x300 image, alone and batched with a 400x500 image: relative to the image, then
+    to the padded 400x500 canvas (the model predicts boxes relative to the unpadded image)."""
+    image = {
+        "image_id": 0,
+        "annotations": [{"bbox": [40, 60, 80, 100], "category_id": 1, "area": 8000, "iscrowd": 0}],
+    }
+    small, large = torch.zeros(200, 300, 3, dtype=torch.uint8), torch.zeros(400, 500, 3, dtype=torch.uint8)
+    processor = ConditionalDetrImageProcessor(do_resize=False)
+    alone = processor(images=[small.numpy()], annotations=[image], return_tensors="pt")["labels"][0]["boxes"]
+    batched = processor(
+        images=[small.numpy(), large.numpy()], annotations=[image, image], return_tensors="pt"
+    )
+    torch.testing.assert_close(alone, torch.tensor([[80 / 300, 110 / 200, 80 / 300, 100 / 200]]))
+    torch.testing.assert_close(
+        batched["labels"][0]["boxes"], torch.tensor([[80 / 500, 110 / 400, 80 / 500, 100 / 400]])
+    )
+
+
+def test_transformers_dropout_defaults():
+    """transformers drops neither attention weights nor FFN activations by default; the official recipe drops
+    both with 0.1 (detrex's attn_dropout / ffn_dropout)."""
+    config = ConditionalDetrConfig()
+    assert (config.dropout, config.attention_dropout, config.activation_dropout, config.auxiliary_loss) == (
+        0.1,
+        0.0,
+        0.0,
+        False,
+    )
