@@ -3,6 +3,7 @@ and saves atomically."""
 
 import logging
 import os
+import re
 from urllib.parse import parse_qs, urlparse
 
 import torch
@@ -101,8 +102,16 @@ class DetectionCheckpointer(Checkpointer):
         except OSError as e:  # urllib's URLError / HTTPError, timeouts, refused connections
             raise download_error(path, e) from e
         if not os.path.exists(local):
+            hub = (
+                re.fullmatch(r"[\w.-]+/[\w.-]+", path) is not None
+            )  # e.g. microsoft/conditional-detr-resnet-50
+            hint = (
+                f" (a Hugging Face model id? download it with `hf download {path} --local-dir DIR`, pass DIR)"
+                if hub
+                else ""
+            )
             raise CheckpointNotFoundError(
-                "no such file or folder; check the path (train.init_checkpoint=...), or pass "
+                f"no such file or folder{hint}; check the path (train.init_checkpoint=...), or pass "
                 "train.init_checkpoint='' to start from the config's initial weights",
                 path,
             )

@@ -71,7 +71,9 @@ def read_checkpoint_file(path: str) -> dict:
             with torch.serialization.safe_globals([argparse.Namespace]):
                 obj = torch.load(path, map_location="cpu", weights_only=True)
         else:
-            raise NotACheckpointError(f"not a checkpoint: {_describe(head)}. detrex reads {READABLE}", path)
+            raise NotACheckpointError(
+                f"not a checkpoint: {_describe(head)}. Is the path right? detrex reads {READABLE}", path
+            )
     except EOFError as e:
         raise _truncated(path, size, _first_line(e) or "the data ends early") from e
     except RuntimeError as e:  # torch's zip reader and legacy loader report damage as RuntimeError
@@ -110,7 +112,7 @@ def read_safetensors(path: str) -> dict[str, torch.Tensor]:
             header = json.loads(f.read(header_size))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise NotACheckpointError(
-                f"not a safetensors file: {_describe(head)}. detrex reads {READABLE}", path
+                f"not a safetensors file: {_describe(head)}. Is the path right? detrex reads {READABLE}", path
             ) from e
     end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
     if 8 + header_size + end > size:
@@ -221,7 +223,9 @@ def _unpickling_error(path: str, size: int, head: bytes, e: pickle.UnpicklingErr
             )
     if _says_cut_off(message):
         return _truncated(path, size, _first_line(e))
-    return NotACheckpointError(f"not a checkpoint: {_describe(head)}. detrex reads {READABLE}", path)
+    return NotACheckpointError(
+        f"not a checkpoint: {_describe(head)}. Is the path right? detrex reads {READABLE}", path
+    )
 
 
 def _describe(head: bytes) -> str:

@@ -91,13 +91,14 @@ def format_report(plan: LoadPlan, path: str) -> str:
     lines = [
         f"Loading {path}: {c.format}; {len(plan.to_load)} tensors loaded into {plan.num_model_keys} model keys"
     ]
-    if c.renamed:
-        shown = ", ".join(f"{a} -> {b}" for a, b in c.renamed[:3])
+    if c.renamed:  # the first, middle and last renames: usually backbone, transformer and heads
+        picks = sorted({0, len(c.renamed) // 2, len(c.renamed) - 1})
+        shown = ", ".join(f"{c.renamed[i][0]} -> {c.renamed[i][1]}" for i in picks)
         lines.append(f"  renamed {len(c.renamed)} keys, e.g. {shown}")
     if c.merged:
         sources, target = c.merged[0]
         lines.append(
-            f"  merged {len(c.merged)} groups of keys into one tensor each, e.g. {', '.join(sources)} -> {target}"
+            f"  stacked {len(c.merged)} groups of tensors into one each, e.g. {' + '.join(sources)} -> {target}"
         )
     if c.sliced:
         lines.append(

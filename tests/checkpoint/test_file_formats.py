@@ -123,7 +123,8 @@ def test_files_that_are_no_checkpoint_say_what_they_look_like(content, looks_lik
         DetectionCheckpointer(build_tiny_conditional_detr()).load(str(path))
     message = str(e.value)
     assert message.startswith(f"{path}: not a checkpoint: {looks_like}") and "\n" not in message
-    assert "re-save" not in message and ".safetensors files and Hugging Face model folders" in message
+    assert "re-save" not in message and message.endswith(".safetensors files and Hugging Face model folders")
+    assert ". Is the path right? detrex reads .pth" in message
 
 
 def test_other_containers_that_are_no_checkpoint(tmp_path):

@@ -143,6 +143,12 @@ def test_missing_file_is_one_line(tmp_path):
     )
 
 
+def test_hugging_face_model_id_gets_a_download_hint():
+    with pytest.raises(CheckpointNotFoundError, match=r"a Hugging Face model id\? download it with `hf download "
+                       r"microsoft/conditional-detr-resnet-50 --local-dir DIR`"):  # fmt: skip
+        DetectionCheckpointer(build_tiny_conditional_detr()).load("microsoft/conditional-detr-resnet-50")
+
+
 def test_failed_download_names_url_cache_and_config_keys(tmp_path, monkeypatch):
     """Offline (a refused connection): one line with the URL, the cache file that would be used instead, and
     the config keys; with the file placed there, the same path loads without network."""

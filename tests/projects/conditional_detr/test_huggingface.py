@@ -74,7 +74,7 @@ def test_folder_and_file_with_transformers_5_names(hf_tiny, reference, tmp_path)
 
 def test_hub_layout_files(hf_tiny, reference, tmp_path):
     """save_pretrained's default layout (transformers 4.x names, as on the hub), as safetensors, and as a
-    pytorch_model.bin in a folder with its config.json."""
+    pytorch_model.bin in a folder with a transformers 4.x config.json (read offline)."""
     hf_tiny.save_pretrained(tmp_path / "hub")
     hub = load_file(tmp_path / "hub" / "model.safetensors")
     assert (
@@ -82,11 +82,19 @@ def test_hub_layout_files(hf_tiny, reference, tmp_path):
     )
     (tmp_path / "bin").mkdir()
     torch.save(hub, tmp_path / "bin" / "pytorch_model.bin")
-    (tmp_path / "bin" / "config.json").write_text((tmp_path / "hub" / "config.json").read_text())
+    config = {  # as transformers 4.x wrote it: the timm backbone by name, downloaded unless told otherwise
+        "model_type": "conditional_detr", "use_timm_backbone": True, "backbone": "resnet18",
+        "use_pretrained_backbone": True, "backbone_kwargs": {"out_indices": [1, 2, 3, 4], "in_chans": 3},
+        "dilation": False, "d_model": 32, "encoder_attention_heads": 4, "decoder_attention_heads": 4,
+        "id2label": {str(k): v for k, v in hf_tiny.config.id2label.items()}, "transformers_version": "4.40.0",
+    }  # fmt: skip
+    (tmp_path / "bin" / "config.json").write_text(json.dumps(config))
     images, expected = reference
     for path in (tmp_path / "hub" / "model.safetensors", tmp_path / "bin"):
         model, checkpointer = _load(path)
         assert "(transformers 4.x hub names, timm ResNet)" in checkpointer.loaded_format
+        ignored = "config.json's use_pretrained_backbone is ignored: the backbone comes from the checkpoint"
+        assert (ignored in checkpointer.last_load.converted.notes) == (path.name == "bin")
         assert not checkpointer.last_load.not_loaded and not checkpointer.last_load.unexpected
         assert_same_detections(model, images, expected)
 
