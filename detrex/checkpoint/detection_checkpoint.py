@@ -20,6 +20,7 @@ from .huggingface import check_hf_config, parse_hf_config
 from .load_report import LoadPlan, format_report, needs_attention, plan_load
 
 logger = logging.getLogger(__name__)
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".pkl", ".bin", ".safetensors")
 
 
 class Detectron2Handler(PathHandler):
@@ -102,14 +103,9 @@ class DetectionCheckpointer(Checkpointer):
         except OSError as e:  # urllib's URLError / HTTPError, timeouts, refused connections
             raise download_error(path, e) from e
         if not os.path.exists(local):
-            hub = (
-                re.fullmatch(r"[\w.-]+/[\w.-]+", path) is not None
-            )  # e.g. microsoft/conditional-detr-resnet-50
-            hint = (
-                f" (a Hugging Face model id? download it with `hf download {path} --local-dir DIR`, pass DIR)"
-                if hub
-                else ""
-            )
+            hint = ""
+            if is_hub_id(path):
+                hint = f" (a Hugging Face model id? download it with `hf download {path} --local-dir DIR`, pass DIR)"
             raise CheckpointNotFoundError(
                 f"no such file or folder{hint}; check the path (train.init_checkpoint=...), or pass "
                 "train.init_checkpoint='' to start from the config's initial weights",
@@ -130,7 +126,8 @@ class DetectionCheckpointer(Checkpointer):
             if hf_config is not None and converted.format.startswith("Hugging Face"):
                 check_hf_config(hf_config, self.model)
         except CheckpointError as e:
-            raise e.name_file(self._path) from e.__cause__
+            e.name_file(self._path)
+            raise
         self.loaded_format = converted.format
         self.loaded_full_model = converted.full_model
         return {"model": converted, **converted.extra}
@@ -140,7 +137,8 @@ class DetectionCheckpointer(Checkpointer):
         try:
             plan = plan_load(converted, self.model.state_dict(keep_vars=True))
         except CheckpointError as e:
-            raise e.name_file(self._path) from None
+            e.name_file(self._path)
+            raise
         self.model.load_state_dict(plan.to_load, strict=False)
         self.last_load = plan
         level = logging.WARNING if needs_attention(plan) else logging.INFO
@@ -163,6 +161,11 @@ class DetectionCheckpointer(Checkpointer):
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         save_file = os.path.join(self.save_dir, "last_checkpoint")
         atomic_write(save_file, lambda f: f.write(last_filename_basename.encode()))
+
+
+def is_hub_id(path: str) -> bool:
+    """Whether a path that does not exist looks like a Hugging Face model id ("microsoft/conditional-detr-r50")."""
+    return re.fullmatch(r"[\w-]+/[\w.-]+", path) is not None and not path.endswith(CHECKPOINT_SUFFIXES)
 
 
 def split_query(path: str) -> tuple[str, bool]:

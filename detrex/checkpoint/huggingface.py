@@ -200,6 +200,9 @@ def convert_hf(
     kind = "transformers ResNet" if hf_resnet else "timm ResNet"
     out = ConvertedCheckpoint({}, f"Hugging Face transformers Conditional-DETR ({layout}, {kind})", True)
     if config is not None:
+        flavour = "timm" if config.timm_backbone else "transformers"
+        dc5 = ", dilated last stage (DC5)" if config.dilation else ""
+        out.notes.append(f"config.json: {config.backbone} ({flavour}){dc5}, {config.num_labels} labels")
         out.notes.extend(config.notes)
         if config.downsample_in_bottleneck:
             raise IncompatibleCheckpointError(

@@ -147,6 +147,9 @@ def test_hugging_face_model_id_gets_a_download_hint():
     with pytest.raises(CheckpointNotFoundError, match=r"a Hugging Face model id\? download it with `hf download "
                        r"microsoft/conditional-detr-resnet-50 --local-dir DIR`"):  # fmt: skip
         DetectionCheckpointer(build_tiny_conditional_detr()).load("microsoft/conditional-detr-resnet-50")
+    with pytest.raises(CheckpointNotFoundError) as e:  # a relative checkpoint path gets no such hint
+        DetectionCheckpointer(build_tiny_conditional_detr()).load("no_such_output/model_final.pth")
+    assert "Hugging Face" not in str(e.value)
 
 
 def test_failed_download_names_url_cache_and_config_keys(tmp_path, monkeypatch):
