@@ -7,6 +7,9 @@ from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# the tests that compare with transformers' ConditionalDetrForObjectDetection (loading Hugging Face files and
+# convert_checkpoint.py --to hf need neither); transformers builds its ResNet backbone from timm
+HF = ["transformers>=5.0", "timm>=1.0"]
 
 
 class BuildWithConfigs(build_py):
@@ -49,11 +52,21 @@ setup(
         "matplotlib",
         "tensorboard",
         "orjson",  # 2x faster parsing of the 450 MB COCO train json; the standard json module is the fallback
+        "safetensors>=0.4",  # .safetensors checkpoints and Hugging Face model folders (no pickle)
     ],
     extras_require={
-        "dev": ["pytest>=7", "pytest-xdist", "ruff>=0.4", "onnx", "onnxruntime", "faster-coco-eval>=1.6"],
+        "dev": [
+            "pytest>=7",
+            "pytest-xdist",
+            "ruff>=0.4",
+            "onnx",
+            "onnxruntime",
+            "faster-coco-eval>=1.6",
+            *HF,
+        ],
         "test": ["pytest>=7", "pytest-xdist", "ruff>=0.4"],
         # COCOEvaluator(use_fast_impl=True): same AP as pycocotools, ~4x faster (docs/performance.md)
         "fast": ["faster-coco-eval>=1.6"],
+        "hf": HF,
     },
 )

@@ -1,18 +1,31 @@
 #!/usr/bin/env python
-r"""Convert an official Conditional-DETR / Anchor-DETR release checkpoint to this project's names
-(DetectionCheckpointer.load also does this in memory; a converted file is smaller and loads faster).
+r"""Convert a checkpoint to this project's layout, to safetensors, or to a Hugging Face transformers folder
+(DetectionCheckpointer.load also reads every format below in memory; a converted file is smaller and loads
+faster).
 
     python tools/convert_checkpoint.py --source ConditionalDETR_r50_epoch50.pth --output conditional_detr_r50.pth \
         [--config-file projects/conditional_detr/configs/conditional_detr_r50_50ep.py [key=value ...]]
+    python tools/convert_checkpoint.py --source output/model_final.pth --output model_final.safetensors
+    python tools/convert_checkpoint.py --source output/model_final.pth --output conditional-detr-r50-mydata \
+        --to hf --config-file projects/conditional_detr/configs/conditional_detr_r50_50ep.py [key=value ...]
 
-With --config-file the result is checked against the config's model (the same checks as loading). Without
-it the family is recognised from the keys, and an official ResNet backbone goes to the detectron2 layout
+--source: an official Conditional-DETR / Anchor-DETR release, a detrex checkpoint, a Hugging Face
+Conditional-DETR folder or file, ImageNet ResNet weights; pickled or .safetensors.
+
+--to detrex (default) writes ``{"model": state_dict}`` with torch.save, or the state dict alone as
+safetensors when --output ends in .safetensors (no pickle: safe to load from strangers). With --config-file
+the result is checked against the config's model (the same checks as loading). Without it the family is
+recognised from the keys, and an official ResNet backbone goes to the detectron2 layout
 (``backbone.stem`` / ``backbone.res2``..), or to torchvision's (``backbone.body.``) for DC5 checkpoints
-(``args.dilation``), unless --backbone-layout says otherwise. Writes ``{"model": state_dict}``.
+(``args.dilation``), unless --backbone-layout says otherwise. A checkpoint already in detrex's layout
+(train_net.py's model_final.pth) has nothing to convert: its model weights are written alone, without
+optimizer, scheduler and iteration.
 
-A checkpoint already in detrex's layout (tools/train_net.py's model_final.pth, detrex's published files) has
-nothing to convert: its model weights are written alone (without optimizer, scheduler and iteration), a
-smaller file to publish or to start from with train.init_checkpoint.
+--to hf (Conditional-DETR configs only) loads --source into the config's model and writes the folder
+--output: model.safetensors, config.json (the model's sizes, the test dataset's class names as id2label)
+and preprocessor_config.json, which transformers.ConditionalDetrForObjectDetection.from_pretrained and
+AutoImageProcessor.from_pretrained load; publish it with `hf upload <user>/<name> <folder> .`
+(huggingface_hub's command line).
 """
 
 import argparse
@@ -23,16 +36,25 @@ import sys
 import torch
 
 from detrex.checkpoint import (
+    CheckpointError,
     CheckpointFormatError,
-    IncompatibleCheckpointError,
+    DetectionCheckpointer,
     atomic_write,
     convert_checkpoint,
     convert_official,
     format_report,
     plan_load,
+    safetensors_bytes,
 )
 from detrex.checkpoint.conversion import TRAINING_STATE_KEYS, read_checkpoint_file, split_checkpoint
 from detrex.checkpoint.converters import CONVERTERS, find_converter, find_model_family
+from detrex.checkpoint.hf_export import (
+    HFExportError,
+    hf_config,
+    preprocessor_config,
+    to_hf_state_dict,
+    write_hf_folder,
+)
 from detrex.checkpoint.resnet_keys import BackboneLayout
 
 LAYOUTS = {
@@ -48,21 +70,35 @@ def get_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--source", required=True, help="checkpoint to convert (.pth / .pkl)")
-    parser.add_argument("--output", required=True, help="where to write {'model': converted state dict}")
+    parser.add_argument("--source", required=True, help="checkpoint file or Hugging Face folder to convert")
+    parser.add_argument(
+        "--output", required=True, help="file to write (.pth or .safetensors); a folder for --to hf"
+    )
+    parser.add_argument(
+        "--to", choices=("detrex", "hf"), default="detrex", help="layout to write (default detrex)"
+    )
     parser.add_argument("--config-file", default=None, help="config whose model the result must fit")
     parser.add_argument(
         "opts", nargs=argparse.REMAINDER, help="config overrides key=value (with --config-file)"
     )
-    parser.add_argument("--backbone-layout", choices=sorted(LAYOUTS), default=None,
-                        help="without --config-file: layout of the ResNet in the converted checkpoint")  # fmt: skip
-    return parser
+    parser.add_argument(
+        "--backbone-layout",
+        choices=sorted(LAYOUTS),
+        default=None,
+        help="without --config-file: layout of the ResNet in the converted checkpoint",
+    )
+    return parser  # fmt: skip
 
 
-def convert_for_config(obj: dict, config_file: str, opts: list[str], path: str) -> dict:
-    from detrex.config import LazyConfig, instantiate
+def load_config(config_file: str, opts: list[str]):
+    from detrex.config import LazyConfig
 
-    cfg = LazyConfig.apply_overrides(LazyConfig.load(config_file), opts)
+    return LazyConfig.apply_overrides(LazyConfig.load(config_file), opts)
+
+
+def convert_for_config(obj: dict, cfg, path: str) -> dict:
+    from detrex.config import instantiate
+
     model = instantiate(cfg.model)
     plan = plan_load(convert_checkpoint(obj, model.state_dict()), model.state_dict(keep_vars=True))
     logger.info(format_report(plan, path))
@@ -94,22 +130,80 @@ def convert_by_keys(obj: dict, layout: str | None, path: str) -> dict:
     return converted.state_dict
 
 
+def export_hf(cfg, source: str, output: str) -> None:
+    """Load ``source`` into the config's model and write it as a transformers folder at ``output``."""
+    from detrex.config import instantiate
+
+    model = instantiate(cfg.model)
+    config = hf_config(model, test_class_names(cfg))  # before loading: a model transformers lacks fails fast
+    checkpointer = DetectionCheckpointer(model)
+    checkpointer.load(source)
+    plan = checkpointer.last_load
+    if not checkpointer.loaded_full_model or plan.not_loaded:
+        raise HFExportError(
+            f"{source} left {len(plan.not_loaded)} of the model's tensors at their initial values (e.g. "
+            f"{plan.not_loaded[:3]}; see the table above): not a trained model of this config, nothing written"
+        )
+    write_hf_folder(
+        output, to_hf_state_dict(model.state_dict()), config, preprocessor_config(model, *test_resize(cfg))
+    )
+    logger.info(f"wrote {output}/model.safetensors, config.json ({config['backbone']}, {len(config['id2label'])} "
+                "classes), preprocessor_config.json: load it with "
+                f"transformers.ConditionalDetrForObjectDetection.from_pretrained({output!r})")  # fmt: skip
+
+
+def test_class_names(cfg) -> list[str] | None:
+    """thing_classes of the config's first test dataset, or None (with a warning) when it has none."""
+    from detrex.data import MetadataCatalog
+    from detrex.utils.dataset_check import config_dataset_names
+
+    names = config_dataset_names(cfg, "test")
+    classes = MetadataCatalog.get(names[0]).get("thing_classes") if names else None
+    if classes is None:
+        logger.warning(f"no thing_classes for the test dataset {names}: id2label gets LABEL_0 ... names")
+    return None if classes is None else list(classes)
+
+
+def test_resize(cfg) -> tuple[int | None, int | None]:
+    """(shortest edge, longest edge) of the test loader's ResizeShortestEdge, or (None, None)."""
+    try:
+        augmentation = cfg.dataloader.test.mapper.augmentation
+    except (AttributeError, KeyError):
+        return None, None
+    for aug in augmentation:
+        edge = aug.get("short_edge_length") if hasattr(aug, "get") else None
+        if edge is not None:
+            edge = edge if isinstance(edge, int) else (list(edge) + [None])[0]
+            return edge, aug.get("max_size")
+    return None, None
+
+
 def main(argv=None) -> int:
     parser = get_parser()
     args = parser.parse_args(argv)
     for flag, path in (("--source", args.source), ("--config-file", args.config_file)):
-        if path is not None and not os.path.isfile(path):
+        if path is not None and not os.path.exists(path):
             parser.error(f"{flag} {path!r}: no such file")
+    if args.to == "hf" and not args.config_file:
+        parser.error("--to hf needs --config-file: the model's sizes and class names come from the config")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        cfg = load_config(args.config_file, args.opts) if args.config_file else None
+        if args.to == "hf":
+            export_hf(cfg, args.source, args.output)
+            return 0
         obj = read_checkpoint_file(args.source)
-        if args.config_file:
-            state_dict = convert_for_config(obj, args.config_file, args.opts, args.source)
+        if cfg is not None:
+            state_dict = convert_for_config(obj, cfg, args.source)
         else:
             state_dict = convert_by_keys(obj, args.backbone_layout, args.source)
-    except (CheckpointFormatError, IncompatibleCheckpointError) as e:
+    except (CheckpointError, HFExportError) as e:
         parser.error(str(e))
-    atomic_write(args.output, lambda f: torch.save({"model": state_dict}, f))
+    if args.output.endswith(".safetensors"):
+        data = safetensors_bytes(state_dict, metadata={"format": "pt"})
+        atomic_write(args.output, lambda f: f.write(data))
+    else:
+        atomic_write(args.output, lambda f: torch.save({"model": state_dict}, f))
     logger.info(f"wrote {len(state_dict)} tensors to {args.output}")
     return 0
 

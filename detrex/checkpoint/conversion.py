@@ -1,93 +1,51 @@
-"""Read a checkpoint file, recognise its format and convert it to a model's parameter names.
+"""Recognise the format of a loaded checkpoint and convert it to a model's parameter names.
 
 Formats, tried in this order:
 1. an official release of a registered family (``converters``: Conditional-DETR, Anchor-DETR): renamed,
    class rows 91 -> 80, backbone mapped into the model's backbone layout;
-2. this project's / detrex's layout (most keys are model keys): loaded as is;
-3. a bare ImageNet ResNet (torchvision ``resnet50-*.pth``, detectron2 ``R-50.pkl``, caffe2 blobs): mapped
+2. a Hugging Face transformers Conditional-DETR file (``huggingface``): renamed, encoder q/k/v stacked,
+   class rows 91 -> 80 (or kept), backbone mapped;
+3. this project's / detrex's layout (a good share of the keys are model keys): loaded as is;
+4. a bare ImageNet ResNet (torchvision ``resnet50-*.pth``, detectron2 ``R-50.pkl``, caffe2 blobs): mapped
    into the model's backbone, ``fc`` dropped.
 A checkpoint of one registered family given to a model of another (by ``model_signature``) is an
-IncompatibleCheckpointError naming both; anything else is a CheckpointFormatError. The result is then
-checked against the model's state dict (``plan_load``): a full-model checkpoint that fits few of the
-model's tensors is an IncompatibleCheckpointError naming what it looks like, not a partial load.
+IncompatibleCheckpointError naming both; anything else is a CheckpointFormatError. With
+``matching_heuristics`` (detectron2's ``path?matching_heuristics=True``) the keys that are not model keys
+then go to the model key they are a dotted suffix of. ``load_report.plan_load`` then loads what fits.
 """
 
-import argparse
-import pickle
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from .converted import ConvertedCheckpoint
 from .converters import NUM_OFFICIAL_CLASS_ROWS, FamilyConverter, find_converter, find_model_family
+from .errors import CheckpointFormatError, IncompatibleCheckpointError
+from .file_formats import read_checkpoint_file
+from .huggingface import HFConfig, convert_hf, is_hf_conditional_detr, is_hf_detection_checkpoint
 from .resnet_keys import BackboneLayout, detect_resnet_layout, find_backbone_layout, to_torchvision_name
 
-MIN_FULL_MODEL_MATCH = 0.9  # share of the model's tensors a full-model checkpoint must provide
+# share of a checkpoint's tensors that must fit the model (name and shape); below it the file "shares almost
+# nothing" with the model and is refused instead of loaded in part
+MIN_SHARED = 0.25
 # detectron2-style training checkpoints record these; DETR-style scripts save "epoch" / "args" instead
 TRAINING_STATE_KEYS = ("iteration", "trainer")
 
-
-class CheckpointFormatError(ValueError):
-    """The file's content is not a checkpoint format detrex knows."""
-
-
-class IncompatibleCheckpointError(ValueError):
-    """The checkpoint is a known format but belongs to a different model."""
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickler for detectron2 / caffe2 ``.pkl`` weights: only numpy arrays and plain containers."""
-
-    ALLOWED = {
-        ("collections", "OrderedDict"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-    }
-
-    def find_class(self, module, name):
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a weights .pkl file")
-        return super().find_class(module, name)
-
-
-def read_checkpoint_file(path: str) -> dict:
-    """The object stored in ``path``. ``.pkl``: detectron2 / caffe2 numpy pickle (numpy arrays only);
-    otherwise ``torch.load(weights_only=True)`` with ``argparse.Namespace`` allowed (official releases keep
-    their command-line arguments under "args")."""
-    try:
-        if path.endswith(".pkl"):
-            with open(path, "rb") as f:
-                obj = _NumpyOnlyUnpickler(f, encoding="latin1").load()
-        else:
-            with torch.serialization.safe_globals([argparse.Namespace]):
-                obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise CheckpointFormatError(
-            f"{path}: cannot be read as weights ({e}). detrex loads checkpoints with torch.load(weights_only=True) "
-            "(argparse.Namespace allowed); re-save the file with plain tensors, e.g. torch.save({'model': sd}, f)."
-        ) from e
-    if not isinstance(obj, Mapping):
-        raise CheckpointFormatError(f"{path}: holds a {type(obj).__name__}, expected a dict of tensors")
-    return dict(obj)
-
-
-@dataclass
-class ConvertedCheckpoint:
-    """A state dict in the model's names, and how it was obtained."""
-
-    state_dict: dict[str, torch.Tensor]
-    format: str
-    full_model: bool  # False for ImageNet backbone weights
-    extra: dict = field(default_factory=dict)  # other top-level entries (kept for this project's format)
-    renamed: list[tuple[str, str]] = field(default_factory=list)
-    sliced: list[str] = field(default_factory=list)
-    dropped: list[str] = field(default_factory=list)
+__all__ = [
+    "MIN_SHARED",
+    "TRAINING_STATE_KEYS",
+    "CheckpointFormatError",
+    "ConvertedCheckpoint",
+    "IncompatibleCheckpointError",
+    "align_by_suffix",
+    "convert_backbone",
+    "convert_checkpoint",
+    "convert_official",
+    "read_checkpoint_file",
+    "split_checkpoint",
+]
 
 
 def split_checkpoint(obj: Mapping) -> tuple[dict, dict]:
@@ -161,17 +119,37 @@ def convert_backbone(sd: dict, layout: str, backbone: BackboneLayout | None) -> 
     return out
 
 
-def convert_checkpoint(obj: Mapping, model_state: Mapping[str, torch.Tensor]) -> ConvertedCheckpoint:
-    """Recognise the format of a loaded checkpoint object and convert it to the names of ``model_state``."""
+def convert_checkpoint(
+    obj: Mapping,
+    model_state: Mapping[str, torch.Tensor],
+    *,
+    hf_config: HFConfig | None = None,
+    matching_heuristics: bool = False,
+) -> ConvertedCheckpoint:
+    """Recognise the format of a loaded checkpoint object and convert it to the names of ``model_state``.
+    ``hf_config``: the ``config.json`` of a Hugging Face file (class names, backbone flavour)."""
     sd, extra = split_checkpoint(obj)
     shapes = {k: tuple(v.shape) for k, v in model_state.items()}
+    try:
+        converted = _convert(sd, extra, shapes, hf_config)
+    except CheckpointFormatError:
+        if not matching_heuristics:
+            raise
+        converted = ConvertedCheckpoint(sd, "an unrecognised layout", full_model=False)
+    return align_by_suffix(converted, shapes) if matching_heuristics else converted
+
+
+def _convert(sd: dict, extra: dict, shapes: dict, hf_config: HFConfig | None) -> ConvertedCheckpoint:
     backbone = find_backbone_layout(shapes)
     converter = find_converter(sd)
     check_same_family(sd, converter, shapes)
     if converter is not None:
         return convert_official(sd, converter, backbone, shapes)
+    if is_hf_detection_checkpoint(sd):
+        check_hf_family(sd, shapes, hf_config)
+        return convert_hf(sd, backbone, shapes, hf_config)
     known = sum(k in shapes for k in sd)
-    if sd and known >= 0.5 * len(sd):
+    if sd and known >= MIN_SHARED * len(sd):
         own = any(k in extra for k in TRAINING_STATE_KEYS)
         fmt = "detrex layout (this project's checkpoint)" if own else "detrex layout"
         return ConvertedCheckpoint(sd, fmt, full_model=True, extra=extra if own else {})
@@ -183,13 +161,68 @@ def convert_checkpoint(obj: Mapping, model_state: Mapping[str, torch.Tensor]) ->
         f"It has the keys of a detrex {family.name} checkpoint, but not this model's: is the config for another "
         "model or variant?"
         if family is not None
-        else f"Not an official release of {_families()}, not detrex's layout of this model, not an ImageNet "
-        "ResNet. Is it a checkpoint of another model?"
+        else f"Not an official release of {_families()}, not a Hugging Face Conditional-DETR, not detrex's "
+        "layout of this model, not an ImageNet ResNet. Is it a checkpoint of another model? (To load the "
+        "tensors whose names end like the model's, add ?matching_heuristics=True to the path.)"
     )
     raise CheckpointFormatError(
         f"unrecognised checkpoint: {len(sd)} tensors, keys like {list(sd)[:4]}; {known} of them are keys of "
         f"the model (which has keys like {list(shapes)[:3]}). {what}"
     )
+
+
+def check_hf_family(sd: dict, model_shapes: Mapping, hf_config: HFConfig | None) -> None:
+    """IncompatibleCheckpointError for a transformers detector that is not Conditional-DETR, or a model that
+    is not Conditional-DETR."""
+    model_type = hf_config.model_type if hf_config is not None else None
+    if not is_hf_conditional_detr(sd) or model_type not in (None, "conditional_detr"):
+        raise IncompatibleCheckpointError(
+            f"a Hugging Face transformers {model_type or 'DETR-family'} checkpoint ({len(sd)} tensors), not "
+            "Conditional-DETR: detrex loads transformers' ConditionalDetrForObjectDetection files"
+        )
+    ours = find_model_family(model_shapes)
+    if ours is not None and ours.family != "conditional_detr":
+        raise IncompatibleCheckpointError(
+            f"a Hugging Face transformers Conditional-DETR checkpoint; the model to load it into is {ours.name}: "
+            "it goes with Conditional-DETR configs (projects/conditional_detr/configs)"
+        )
+
+
+def align_by_suffix(converted: ConvertedCheckpoint, model_shapes: Mapping) -> ConvertedCheckpoint:
+    """detectron2's matching heuristics: a checkpoint key that is not a model key goes to the model key it is
+    a whole dotted suffix of (``res2.0.conv1.weight`` -> ``backbone.res2.0.conv1.weight``); the longest such
+    checkpoint key wins. One checkpoint key matching two model keys is an error."""
+    sd = converted.state_dict
+    free = sorted(k for k in sd if k not in model_shapes)
+    out = ConvertedCheckpoint(
+        {k: v for k, v in sd.items() if k in model_shapes},
+        f"{converted.format}, matched by name suffix (matching_heuristics)",
+        full_model=False,
+        extra=converted.extra,
+        renamed=list(converted.renamed),
+        merged=list(converted.merged),
+        sliced=list(converted.sliced),
+        dropped=list(converted.dropped),
+        notes=list(converted.notes),
+    )
+    taken: dict[str, str] = {}
+    for model_key in model_shapes:
+        if model_key in out.state_dict:
+            continue
+        suffixes = [k for k in free if model_key.endswith("." + k)]
+        if not suffixes:
+            continue
+        key = max(suffixes, key=len)
+        if key in taken:
+            raise IncompatibleCheckpointError(
+                f"matching_heuristics: checkpoint key {key!r} is the suffix of both {taken[key]!r} and "
+                f"{model_key!r}; rename the checkpoint's keys or load without ?matching_heuristics=True"
+            )
+        taken[key] = model_key
+        out.state_dict[model_key] = sd[key]
+        out.renamed.append((key, model_key))
+    out.state_dict.update({k: sd[k] for k in free if k not in taken})  # reported as unexpected
+    return out
 
 
 def check_same_family(sd: dict, official: FamilyConverter | None, model_state: Mapping) -> None:

@@ -9,7 +9,7 @@ import torchvision
 from torch import nn
 from torch.testing import assert_close
 
-from detrex.checkpoint import CheckpointFormatError, DetectionCheckpointer, IncompatibleCheckpointError
+from detrex.checkpoint import CheckpointFormatError, DetectionCheckpointer
 from detrex.checkpoint.resnet_keys import BackboneLayout
 from detrex.modeling import BasicStem, ResNet
 
@@ -149,12 +149,31 @@ def test_checkpoint_of_another_model_is_an_error(tmp_path):
     other = {f"transformer.layers.{i}.linear.weight": torch.zeros(2, 2) for i in range(40)}
     other.update({k: v for k, v in list(Detector().state_dict().items())[:10]})
     torch.save({"model": other}, tmp_path / "other.pth")
-    with pytest.raises(CheckpointFormatError, match="unrecognised"):
+    with pytest.raises(CheckpointFormatError, match="unrecognised") as e:
         DetectionCheckpointer(Detector()).load(str(tmp_path / "other.pth"))
-    partial = dict(list(Detector().state_dict().items())[:20])  # our names, but most tensors absent
+    assert str(e.value).startswith(f"{tmp_path / 'other.pth'}: ") and "\n" not in str(e.value)
+
+
+def test_checkpoint_that_fits_part_of_the_model_loads_that_part(tmp_path, caplog):
+    """Our names, but only the first 20 of the model's tensors: those load, the rest keep their values and
+    a warning table lists them by module."""
+    source = Detector()
+    partial = dict(list(source.state_dict().items())[:20])
     torch.save({"model": partial}, tmp_path / "partial.pth")
-    with pytest.raises(IncompatibleCheckpointError, match="fits only 20 of"):
-        DetectionCheckpointer(Detector()).load(str(tmp_path / "partial.pth"))
+    model = Detector()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    checkpointer = DetectionCheckpointer(model)
+    with caplog.at_level(logging.INFO, logger="detrex.checkpoint.detection_checkpoint"):
+        checkpointer.load(str(tmp_path / "partial.pth"))
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, partial[key] if key in partial else before[key]), key
+    plan = checkpointer.last_load
+    assert sorted(plan.to_load) == sorted(partial) and not plan.unexpected and not plan.wrong_shape
+    assert sorted(plan.missing) == sorted(set(before) - set(partial)) == sorted(plan.not_loaded)
+    assert plan.unloaded_class_head == [f"class_embed.{i}.{p}" for i in (0, 1) for p in ("weight", "bias")]
+    record = caplog.records[-1]
+    assert record.levelname == "WARNING"
+    assert "| backbone.res3.* (25)" in record.message and "| head.{weight, bias}" in record.message
 
 
 def test_missing_file_and_failed_save_keep_things_intact(tmp_path, monkeypatch):

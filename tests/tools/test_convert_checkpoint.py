@@ -68,3 +68,97 @@ def test_unknown_checkpoint_is_an_argparse_error(script, tmp_path, capsys):
     assert (
         e.value.code == 2 and f"--source '{tmp_path / 'nope.pth'}': no such file" in capsys.readouterr().err
     )
+
+
+def test_own_layout_as_safetensors(trained_checkpoint, script, tmp_path):
+    """--output *.safetensors: the model weights alone, without pickle; they load back key for key."""
+    from safetensors.torch import load_file
+
+    path, model = trained_checkpoint
+    assert (
+        script("tools/convert_checkpoint.py").main(
+            ["--source", path, "--output", str(tmp_path / "m.safetensors")]
+        )
+        == 0
+    )
+    written = load_file(tmp_path / "m.safetensors")
+    assert written.keys() == model.state_dict().keys()
+    fresh = instantiate(LazyConfig.load(TINY_CONDITIONAL).model)
+    checkpointer = DetectionCheckpointer(fresh)
+    checkpointer.load(str(tmp_path / "m.safetensors"))
+    assert checkpointer.loaded_format == "detrex layout" and not checkpointer.last_load.not_loaded
+    for key, value in model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value), key
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--to", "hf"], "--to hf needs --config-file"),
+        (["--to", "hf", "--config-file", TINY_ANCHOR], "Anchor-DETR has no Hugging Face transformers model"),
+        (["--to", "hf", "--config-file", TINY_CONDITIONAL, "model.num_classes=7"],
+         "the dataset has 5 classes, the model 7 (model.num_classes)"),
+        (["--to", "hf", "--config-file", TINY_CONDITIONAL, "model.num_queries=12"],
+         "left 1 of the model's tensors at their initial values (e.g. ['query_embed.weight']"),
+    ],
+)  # fmt: skip
+def test_hf_export_refusals_are_one_line(
+    trained_checkpoint, script, tmp_path, capsys, argv, message, tiny_shapes
+):
+    path, _ = trained_checkpoint
+    with pytest.raises(SystemExit) as e:
+        script("tools/convert_checkpoint.py").main(
+            ["--source", path, "--output", str(tmp_path / "hf"), *argv]
+        )
+    assert e.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "hf").exists()
+
+
+def test_hf_export_round_trip(script, tmp_path, tiny_shapes, caplog):
+    """A trained model -> --to hf -> transformers loads every tensor (no missing, unexpected or mismatched
+    key), its config has the model's sizes and the dataset's class names, its image processor the test
+    resize, and its detections are detrex's on a padded two-image batch."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("timm")
+    from transformers import AutoImageProcessor, ConditionalDetrForObjectDetection
+
+    from detrex.data import MetadataCatalog
+    from tests.projects.conditional_detr.hf_reference import (
+        assert_same_detections,
+        hf_detections,
+        random_images,
+    )
+
+    torch.manual_seed(0)
+    model = instantiate(LazyConfig.load(TINY_CONDITIONAL).model)
+    with torch.no_grad():  # trained-looking heads: boxes off the reference points, classes apart
+        torch.nn.init.normal_(model.bbox_embed.layers[-1].weight, std=0.2)
+        model.class_embed.bias.normal_(-2.0, 0.5)
+    DetectionCheckpointer(model, save_dir=str(tmp_path)).save("model_final", iteration=9)
+    caplog.set_level(logging.INFO, logger="detrex.convert_checkpoint")
+    rc = script("tools/convert_checkpoint.py").main(
+        ["--source", str(tmp_path / "model_final.pth"), "--output", str(tmp_path / "hf"), "--to", "hf",
+         "--config-file", TINY_CONDITIONAL]
+    )  # fmt: skip
+    assert (
+        rc == 0
+        and f"wrote {tmp_path / 'hf'}/model.safetensors, config.json (resnet18, 5 classes)" in caplog.text
+    )
+    hf, info = ConditionalDetrForObjectDetection.from_pretrained(
+        str(tmp_path / "hf"), output_loading_info=True
+    )
+    assert info["missing_keys"] == info["unexpected_keys"] == info["mismatched_keys"] == set()
+    config = hf.config
+    assert (config.d_model, config.encoder_layers, config.decoder_layers, config.num_queries) == (
+        32,
+        1,
+        2,
+        10,
+    )
+    assert (config.encoder_attention_heads, config.decoder_ffn_dim, config.auxiliary_loss) == (2, 64, False)
+    classes = MetadataCatalog.get("tools_shapes_val").thing_classes
+    assert [config.id2label[i] for i in range(len(classes))] == list(classes) and config.num_labels == 5
+    processor = AutoImageProcessor.from_pretrained(str(tmp_path / "hf"))
+    assert (processor.size.shortest_edge, processor.size.longest_edge) == (128, 160)
+    images = random_images([(128, 160), (160, 96)], seed=3)
+    assert_same_detections(model, images, hf_detections(hf.eval(), images, k=10))

@@ -3,6 +3,7 @@ detrex layout, the convert tool, and another model's checkpoint (an error)."""
 
 import importlib.util
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import torch
 from detrex.checkpoint import CheckpointFormatError, DetectionCheckpointer, IncompatibleCheckpointError
 from detrex.checkpoint.converters import COCO_CLASS_ROWS
 from detrex.checkpoint.resnet_keys import to_torchvision_name
-from tests.projects.conditional_detr.tiny_conditional_detr import build_tiny_conditional_detr
+from detrex.config import LazyConfig, instantiate
+from tests.projects.conditional_detr.tiny_conditional_detr import TINY_OVERRIDES, build_tiny_conditional_detr
 
 REPO = Path(__file__).resolve().parents[3]
 _PROJ = {"query_content": "qcontent", "query_pos": "qpos", "query_pos_sine": "qpos_sine", "key_content": "kcontent",
@@ -75,7 +77,7 @@ def test_convert_tool_with_and_without_config(tiny_80, tmp_path):
     by_keys = torch.load(tmp_path / "by_keys.pth", weights_only=True)["model"]
     _assert_same_state(tiny_80, by_keys)
 
-    from tests.projects.conditional_detr.tiny_conditional_detr import MODEL_CONFIG, TINY_OVERRIDES
+    from tests.projects.conditional_detr.tiny_conditional_detr import MODEL_CONFIG
 
     overrides = [*TINY_OVERRIDES, "model.num_classes=80"]
     tool.main(["--source", str(tmp_path / "official.pth"), "--output", str(tmp_path / "c.pth"),
@@ -93,10 +95,45 @@ def test_anchor_detr_release_into_conditional_detr_is_an_error(tmp_path):
         DetectionCheckpointer(build_tiny_conditional_detr()).load(str(tmp_path / "anchor.pth"))
 
 
-def test_conditional_release_of_another_size_is_an_error(tiny_80, tmp_path):
+def test_conditional_release_of_another_size_loads_its_backbone(tiny_80, tmp_path, caplog):
+    """An official release of another width shares only its backbone with the model: that loads, the
+    transformer and heads keep their values, and the warning table names the mismatched modules."""
     torch.save({"model": official_checkpoint(tiny_80)}, tmp_path / "official.pth")
     wide = build_tiny_conditional_detr(
         "model.embed_dim=64", "model.position_embedding.num_pos_feats=32", "model.num_classes=80"
     )
-    with pytest.raises(IncompatibleCheckpointError, match="official conditional_detr"):
-        DetectionCheckpointer(wide).load(str(tmp_path / "official.pth"))
+    before = {k: v.clone() for k, v in wide.state_dict().items()}
+    checkpointer = DetectionCheckpointer(wide)
+    with caplog.at_level(logging.WARNING, logger="detrex.checkpoint.detection_checkpoint"):
+        checkpointer.load(str(tmp_path / "official.pth"))
+    source = tiny_80.state_dict()
+    for key, value in wide.state_dict().items():  # loaded where the shapes agree: all of the backbone
+        loaded = source[key].shape == value.shape
+        assert torch.equal(value, source[key] if loaded else before[key]), key
+        assert loaded or not key.startswith("backbone."), key
+    assert checkpointer.last_load.unloaded_class_head == ["class_embed.weight"]  # its bias has 80 rows too
+    report = caplog.records[-1].message
+    assert "| input_proj.{weight, bias} " in report
+    assert "shape (32, 512, 1, 1), (32,) in the checkpoint, (64, 512, 1, 1), (64,) in the model" in report
+    assert "| transformer.encoder.layers.0.attentions.* (4) " in report
+    assert (
+        "e.g. transformer.encoder.layers.0.attentions.0.attn.in_proj_weight: (96, 32) in the checkpoint"
+        in report
+    )
+    assert "The class head class_embed.weight was not loaded" in report
+
+
+def test_checkpoint_that_shares_almost_nothing_is_an_error(tiny_80, tmp_path):
+    """A detrex checkpoint of the tiny model into a DC5 model of another width: the backbone names differ and
+    only a few bias vectors have equal shapes, so it is refused, naming what it looks like."""
+    torch.save({"model": tiny_80.state_dict()}, tmp_path / "tiny.pth")
+    cfg = LazyConfig.load("projects/conditional_detr/configs/models/conditional_detr_r50_dc5.py")
+    overrides = [o for o in TINY_OVERRIDES if not o.startswith(("model.backbone", "model.in_channels"))]
+    cfg = LazyConfig.apply_overrides(cfg, [*overrides, "model.embed_dim=64", "model.num_classes=80",
+                                           "model.position_embedding.num_pos_feats=32"])  # fmt: skip
+    with pytest.raises(IncompatibleCheckpointError) as e:
+        DetectionCheckpointer(instantiate(cfg.model)).load(str(tmp_path / "tiny.pth"))
+    message = str(e.value)
+    assert message.startswith(f"{tmp_path / 'tiny.pth'}: the checkpoint (detrex layout, ")
+    assert "shares almost nothing with the model" in message and "\n" not in message
+    assert "its keys are those of a Conditional-DETR model of another size or variant" in message
