@@ -94,8 +94,8 @@ class _ConfigFileRunner:
         dots = "." * level
         if not name:
             raise ImportError(
-                f"{importer}: 'from {dots} import ...' is not supported in config files; "
-                f"import names from a file instead: from {dots}<file> import <name>"
+                f"{importer}: the relative import 'from {dots} import ...' (a folder) is not supported in config "
+                f"files; import names from a file instead: from {dots}<file> import <name>"
             )
         base = os.path.dirname(importer)
         for _ in range(level - 1):
