@@ -1,6 +1,5 @@
 """BoxMode, Boxes and the pairwise functions behave as detectron2's (values, types, dtypes, refusals, TorchScript)."""
 
-import io
 import json
 import math
 
@@ -18,6 +17,7 @@ from detrex.structures import (
     pairwise_iou,
     pairwise_point_box_distance,
 )
+from detrex.utils.testing import reload_script_model
 
 
 def test_box_mode_members_values_and_json_round_trip():
@@ -142,13 +142,6 @@ requires_torchscript = pytest.mark.skipif(
 )
 
 
-def _reload(script_module):
-    buffer = io.BytesIO()
-    torch.jit.save(script_module, buffer)
-    buffer.seek(0)
-    return torch.jit.load(buffer)
-
-
 @requires_torchscript
 @pytest.mark.filterwarnings(r"ignore:`torch\.jit\.\w+` is deprecated:FutureWarning")
 def test_boxes_script_save_and_load():
@@ -156,7 +149,7 @@ def test_boxes_script_save_and_load():
         boxes = Boxes(x)
         return boxes.area(), boxes.to(torch.device("cpu")).tensor
 
-    scripted = _reload(torch.jit.script(area_and_moved))
+    scripted = reload_script_model(torch.jit.script(area_and_moved))
     data = torch.tensor([[0.0, 0.0, 2.0, 3.0], [1.0, 1.0, 2.0, 5.0]])
     area, moved = scripted(data)
     torch.testing.assert_close(area, torch.tensor([6.0, 4.0]))
