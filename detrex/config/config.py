@@ -8,7 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from .instantiate import _close_names
+from .instantiate import close_names
 from .lazy import LazyConfig
 
 __all__ = ["get_config", "try_get_key"]
@@ -38,7 +38,7 @@ def get_config(config_path: str) -> DictConfig:
         if path.is_file():
             return LazyConfig.load(str(path))
     shipped = sorted({str(p.relative_to(r)).replace(os.sep, "/") for r in roots for p in r.rglob("*.py")})
-    close = _close_names(config_path, shipped)
+    close = close_names(config_path, shipped)
     hint = f" Closest: {', '.join(close)}." if close else f" Available: {', '.join(shipped) or 'none'}."
     searched = ", ".join(str(r) for r in roots) or "no configs folder found next to the detrex package"
     raise FileNotFoundError(

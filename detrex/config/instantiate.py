@@ -13,6 +13,9 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+# Flags of every config detrex creates: configs may hold classes, functions and other objects.
+CONFIG_FLAGS = {"allow_objects": True}
+
 try:  # omegaconf >= 2.4 keeps tuples as TupleConfig; older versions turn them into ListConfig
     from omegaconf.tupleconfig import TupleConfig
 
@@ -33,7 +36,8 @@ class InstantiationError(Exception):
         self.target = target
 
 
-def _close_names(name: str, candidates, n: int = 3) -> list[str]:
+def close_names(name: str, candidates, n: int = 3) -> list[str]:
+    """Up to `n` of `candidates` that look like `name` (for "did you mean" hints), best first."""
     return difflib.get_close_matches(name, [str(c) for c in candidates], n=n, cutoff=0.6)
 
 
@@ -66,7 +70,7 @@ def locate(name: str) -> Any:
             obj = getattr(obj, parts[i])
         except AttributeError:
             where = ".".join(parts[:i])
-            close = _close_names(parts[i], dir(obj))
+            close = close_names(parts[i], dir(obj))
             hint = f" Closest: {', '.join(where + '.' + c for c in close)}." if close else ""
             raise ImportError(
                 f"cannot locate {name!r}: {where!r} has no attribute {parts[i]!r}.{hint}"
@@ -112,7 +116,8 @@ def node_path(cfg: Any) -> str:
     return ".".join(reversed(parts))
 
 
-def _join(path: str, key: Any) -> str:
+def join_key(path: str, key: Any) -> str:
+    """The dotted config path of `key` under `path` ("" is the top level)."""
     return f"{path}.{key}" if path else str(key)
 
 
@@ -124,9 +129,11 @@ def instantiate(cfg: Any) -> Any:
     """Recursively build the objects a lazy config describes.
 
     A mapping with a `_target_` (a callable, or a dotted-path string) is called with its other keys, after
-    they are instantiated; other mappings become dicts, sequences lists/tuples, anything else is returned
-    as-is. Interpolations resolve against the config the node belongs to. A failure raises
-    InstantiationError naming the config path being built, chained to the original error.
+    they are instantiated. A config node (DictConfig) without `_target_` becomes a dict of its
+    instantiated values; a plain mapping (dict, ...) without `_target_` is a value and is returned as it
+    is, the same object (as in detectron2). Sequences become lists/tuples of instantiated items; anything
+    else is returned as-is. Interpolations resolve against the config the node belongs to. A failure
+    raises InstantiationError naming the config path being built, chained to the original error.
     """
     return _instantiate(cfg, node_path(cfg))
 
@@ -140,24 +147,26 @@ def _items(cfg: Any, path: str) -> dict:
             out[key] = cfg[key]  # resolves ${...} interpolations
         except Exception as e:
             raise InstantiationError(
-                f"cannot read {_show(_join(path, key))}: {type(e).__name__}: {e}", _join(path, key)
+                f"cannot read {_show(join_key(path, key))}: {type(e).__name__}: {e}", join_key(path, key)
             ) from e
     return out
 
 
 def _instantiate(cfg: Any, path: str) -> Any:
     if isinstance(cfg, SEQUENCE_CONFIGS) or isinstance(cfg, list | tuple):
-        items = [_instantiate(v, _join(path, i)) for i, v in enumerate(cfg)]
+        items = [_instantiate(v, join_key(path, i)) for i, v in enumerate(cfg)]
         return tuple(items) if isinstance(cfg, _TUPLES) else items
     if isinstance(cfg, DictConfig) and dataclasses.is_dataclass(OmegaConf.get_type(cfg)):
         return OmegaConf.to_object(cfg)  # a structured config stands for its dataclass
     if not isinstance(cfg, abc.Mapping):
         return cfg
+    if not isinstance(cfg, DictConfig) and "_target_" not in cfg:
+        return cfg  # a plain mapping is a value: no copy, no recursion (detectron2's behaviour)
     items = _items(cfg, path)
     if "_target_" not in items:
-        return {k: _instantiate(v, _join(path, k)) for k, v in items.items()}
-    target = _resolve_target(_instantiate(items.pop("_target_"), _join(path, "_target_")), path)
-    kwargs = {k: _instantiate(v, _join(path, k)) for k, v in items.items()}
+        return {k: _instantiate(v, join_key(path, k)) for k, v in items.items()}
+    target = _resolve_target(_instantiate(items.pop("_target_"), join_key(path, "_target_")), path)
+    kwargs = {k: _instantiate(v, join_key(path, k)) for k, v in items.items()}
     try:
         return target(**kwargs)
     except InstantiationError:
@@ -206,9 +215,9 @@ def _failure_message(path: str, target: Any, kwargs: dict, error: Exception) -> 
     lines = [head]
     if inspect.Parameter.VAR_KEYWORD not in kinds:
         for key in (k for k in kwargs if k not in named):
-            close = _close_names(key, named)
+            close = close_names(key, named)
             hint = f" Closest: {', '.join(close)}." if close else ""
-            lines.append(f"  unexpected key {_join(path, key)!r}.{hint} Accepted: {', '.join(named)}.")
+            lines.append(f"  unexpected key {join_key(path, key)!r}.{hint} Accepted: {', '.join(named)}.")
     missing = [
         n
         for n, p in params.items()

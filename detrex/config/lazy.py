@@ -18,13 +18,11 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from .instantiate import SEQUENCE_CONFIGS, _close_names, target_to_string
+from .instantiate import CONFIG_FLAGS, SEQUENCE_CONFIGS, close_names, target_to_string
 from .overrides import apply_overrides
 from .serialize import load_pickle, load_yaml, save, to_py
 
 __all__ = ["LazyCall", "LazyConfig"]
-
-_CONFIG_FLAGS = {"allow_objects": True}  # configs may hold classes, functions and other objects
 
 
 class LazyCall:
@@ -50,11 +48,11 @@ class LazyCall:
         target = self._target
         if dataclasses.is_dataclass(target) or (isinstance(target, type) and issubclass(target, dict)):
             target = target_to_string(target)  # omegaconf reads these types as a schema, not as a value
-        return DictConfig({"_target_": target, **kwargs}, flags=_CONFIG_FLAGS)
+        return DictConfig({"_target_": target, **kwargs}, flags=CONFIG_FLAGS)
 
 
 def _as_config(value: Any) -> Any:
-    return DictConfig(value, flags=_CONFIG_FLAGS) if isinstance(value, dict) else value
+    return DictConfig(value, flags=CONFIG_FLAGS) if isinstance(value, dict) else value
 
 
 def _is_config_value(name: str, value: Any) -> bool:
@@ -96,8 +94,8 @@ class _ConfigFileRunner:
         dots = "." * level
         if not name:
             raise ImportError(
-                f"{importer}: 'from {dots} import ...' is not supported in config files; "
-                f"import names from a file instead: from {dots}<file> import <name>"
+                f"{importer}: the relative import 'from {dots} import ...' (a folder) is not supported in config "
+                f"files; import names from a file instead: from {dots}<file> import <name>"
             )
         base = os.path.dirname(importer)
         for _ in range(level - 1):
@@ -112,7 +110,7 @@ class _ConfigFileRunner:
         module.__dict__.update(namespace)
         for n in names:
             if n not in namespace:
-                close = _close_names(n, [k for k in namespace if not k.startswith("_")])
+                close = close_names(n, [k for k in namespace if not k.startswith("_")])
                 hint = f" Closest: {', '.join(close)}." if close else ""
                 raise ImportError(f"{importer}: cannot import name {n!r} from config file {path}.{hint}")
             module.__dict__[n] = _as_config(namespace[n])  # imported dicts become configs, as at top level
@@ -136,7 +134,7 @@ class LazyConfig:
             namespace = _ConfigFileRunner().run(filename)
             if keys is None:
                 values = {k: _as_config(v) for k, v in namespace.items() if _is_config_value(k, v)}
-                return DictConfig(values, flags=_CONFIG_FLAGS)
+                return DictConfig(values, flags=CONFIG_FLAGS)
         elif ext in (".yaml", ".yml"):
             namespace = load_yaml(filename)
         elif ext == ".pkl":

@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .instantiate import SEQUENCE_CONFIGS, _close_names, _join
+from .instantiate import SEQUENCE_CONFIGS, close_names, join_key
 
 __all__ = ["ConfigOverrideError", "apply_overrides", "parse_value"]
 
@@ -138,7 +138,7 @@ def _all_paths(cfg: DictConfig, limit: int = 20000) -> list[str]:
         prefix, value = stack.pop()
         items = value.items() if isinstance(value, dict) else enumerate(value)
         for k, v in items:
-            path = _join(prefix, k)
+            path = join_key(prefix, k)
             paths.append(path)
             if isinstance(v, dict | list | tuple):
                 stack.append((path, v))
@@ -151,7 +151,7 @@ def _unknown_key_message(cfg: DictConfig, text: str, key: str, depth: int, paren
     where_text = f"under {where!r}" if where else "at the top level"
     siblings = [str(k) for k in parent.keys()] if isinstance(parent, DictConfig) else []
     paths = _all_paths(cfg)
-    close = [_join(where, s) for s in _close_names(missing, siblings)]
+    close = [join_key(where, s) for s in close_names(missing, siblings)]
     close += [p for p in paths if p.rsplit(".", 1)[-1] == parts[-1]]  # the same name somewhere else
     same_depth = [p for p in paths if p.count(".") == key.count(".")]
     close += difflib.get_close_matches(key, same_depth, n=3, cutoff=0.8)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
 import keyword
 import logging
@@ -15,16 +17,17 @@ from omegaconf import DictConfig, OmegaConf, SCMode
 
 from detrex.utils.file_io import atomic_write
 
-from .instantiate import _join, locate, split_target
+from .instantiate import CONFIG_FLAGS, join_key, locate, split_target
 
 __all__ = ["UnsavedValue", "load_pickle", "load_yaml", "save", "to_py"]
 
 logger = logging.getLogger(__name__)
 
-_CONFIG_FLAGS = {"allow_objects": True}
 _SCALARS = (str, int, float, bool, type(None))
 _NAME_TAG = "tag:yaml.org,2002:python/name:"  # PyYAML's own tags, so detectron2 reads these files too
 _TUPLE_TAG = "tag:yaml.org,2002:python/tuple"
+_OBJECT_TAG = "tag:yaml.org,2002:python/object:"  # a dataclass instance: its fields as a mapping
+_APPLY_TAG = "tag:yaml.org,2002:python/object/apply:"  # an enum member: Class(value)
 _UNSAVED_TAG = "!unserializable"
 
 
@@ -57,13 +60,59 @@ class _Name:
         self.path = path
 
 
+class _Fields:
+    """A dataclass instance written as its fields under PyYAML's python/object tag (what detectron2 writes)."""
+
+    def __init__(self, path: str, fields: dict):
+        self.path, self.fields = path, fields
+
+
+class _Call:
+    """An enum member written as Class(value) under PyYAML's python/object/apply tag."""
+
+    def __init__(self, path: str, args: list):
+        self.path, self.args = path, args
+
+
+def _is_dataclass_instance(value: Any) -> bool:
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+
+def _construct_dataclass(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    cls = locate(suffix)
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        raise yaml.constructor.ConstructorError(
+            None,
+            None,
+            f"!!python/object:{suffix} is not a dataclass; only dataclasses are read back",
+            node.start_mark,
+        )
+    instance = cls.__new__(cls)  # the fields as saved, without running __init__ (as PyYAML does)
+    for name, value in loader.construct_mapping(node, deep=True).items():
+        object.__setattr__(instance, name, value)  # object's setter: frozen dataclasses too
+    return instance
+
+
+def _construct_enum(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    cls = locate(suffix)
+    if not (isinstance(cls, type) and issubclass(cls, enum.Enum)):
+        raise yaml.constructor.ConstructorError(
+            None,
+            None,
+            f"!!python/object/apply:{suffix} is not an enum; only enum members are read back",
+            node.start_mark,
+        )
+    return cls(*loader.construct_sequence(node, deep=True))
+
+
 class _Dumper(yaml.SafeDumper):
     def ignore_aliases(self, data: Any) -> bool:  # write repeated values out, no &id001 anchors
         return True
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader plus tuples, importable names and placeholders; never calls arbitrary constructors."""
+    """SafeLoader plus tuples, importable names, dataclass instances, enum members and placeholders; it
+    never calls any other constructor."""
 
 
 def _flat(items: Any) -> bool:  # lists of scalars read best on one line: betas: [0.9, 0.999]
@@ -74,9 +123,13 @@ _Dumper.add_representer(list, lambda d, v: d.represent_sequence("tag:yaml.org,20
 _Dumper.add_representer(tuple, lambda d, v: d.represent_sequence(_TUPLE_TAG, v, _flat(v)))
 _Dumper.add_representer(_Name, lambda d, v: d.represent_scalar(_NAME_TAG + v.path, ""))
 _Dumper.add_representer(UnsavedValue, lambda d, v: d.represent_scalar(_UNSAVED_TAG, v.description))
+_Dumper.add_representer(_Fields, lambda d, v: d.represent_mapping(_OBJECT_TAG + v.path, v.fields))
+_Dumper.add_representer(_Call, lambda d, v: d.represent_sequence(_APPLY_TAG + v.path, v.args, True))
 _Loader.add_constructor(_TUPLE_TAG, lambda loader, node: tuple(loader.construct_sequence(node, deep=True)))
 _Loader.add_constructor(_UNSAVED_TAG, lambda loader, node: UnsavedValue(loader.construct_scalar(node)))
 _Loader.add_multi_constructor(_NAME_TAG, lambda loader, suffix, node: locate(suffix))
+_Loader.add_multi_constructor(_OBJECT_TAG, _construct_dataclass)
+_Loader.add_multi_constructor(_APPLY_TAG, _construct_enum)
 
 
 def _describe(obj: Any) -> str:
@@ -89,12 +142,25 @@ def _describe(obj: Any) -> str:
 def _plain(value: Any, path: str, unsaved: list[tuple[str, Any]], target: bool = False) -> Any:
     """`value` with classes/functions turned into dotted paths and unwritable objects into placeholders."""
     if isinstance(value, dict):
-        return {k: _plain(v, _join(path, k), unsaved, target=k == "_target_") for k, v in value.items()}
+        return {k: _plain(v, join_key(path, k), unsaved, target=k == "_target_") for k, v in value.items()}
     if isinstance(value, list | tuple):
-        items = [_plain(v, _join(path, i), unsaved) for i, v in enumerate(value)]
+        items = [_plain(v, join_key(path, i), unsaved) for i, v in enumerate(value)]
         return tuple(items) if isinstance(value, tuple) else items
     if type(value) in _SCALARS or isinstance(value, UnsavedValue):
         return value
+    if isinstance(value, enum.Enum) or _is_dataclass_instance(value):
+        try:
+            module, qualname = split_target(type(value))
+        except ValueError:  # a local class: nothing to import when reading back
+            pass
+        else:
+            if isinstance(value, enum.Enum):
+                return _Call(f"{module}.{qualname}", [_plain(value.value, path, unsaved)])
+            fields = {
+                f.name: _plain(getattr(value, f.name), join_key(path, f.name), unsaved)
+                for f in dataclasses.fields(value)
+            }
+            return _Fields(f"{module}.{qualname}", fields)
     if callable(value):
         try:
             module, qualname = split_target(value)
@@ -110,13 +176,14 @@ def save(cfg: Any, filename: str | os.PathLike) -> None:
     """Write `cfg` to a YAML file that `LazyConfig.load` reads back to an equivalent config.
 
     Classes and functions are written as dotted paths (`_target_: torch.optim.AdamW`), interpolations as
-    written (`${..lr}`). A value YAML cannot hold (a lambda, a local function, an arbitrary object) is
+    written (`${..lr}`), instances of importable dataclasses as their fields and enum members as
+    Class(value), under PyYAML's python/object tags as detectron2 writes them. A value YAML cannot hold (a lambda, a local function, an arbitrary object) is
     logged by key, written as an `!unserializable` placeholder, and the whole config is also pickled with
     cloudpickle to `<filename>.pkl`, which `LazyConfig.load` reads back exactly.
     """
     filename = os.fspath(filename)
     if not OmegaConf.is_config(cfg):
-        cfg = OmegaConf.create(cfg, flags=_CONFIG_FLAGS)
+        cfg = OmegaConf.create(cfg, flags=CONFIG_FLAGS)
     container = OmegaConf.to_container(cfg, resolve=False, structured_config_mode=SCMode.INSTANTIATE)
     unsaved: list[tuple[str, Any]] = []
     data = _plain(container, "", unsaved)
@@ -148,9 +215,15 @@ def save(cfg: Any, filename: str | os.PathLike) -> None:
 
 def _find_unsaved(value: Any, path: str = "") -> list[str]:
     if isinstance(value, dict):
-        return [p for k, v in value.items() for p in _find_unsaved(v, _join(path, k))]
+        return [p for k, v in value.items() for p in _find_unsaved(v, join_key(path, k))]
     if isinstance(value, list | tuple):
-        return [p for i, v in enumerate(value) for p in _find_unsaved(v, _join(path, i))]
+        return [p for i, v in enumerate(value) for p in _find_unsaved(v, join_key(path, i))]
+    if _is_dataclass_instance(value):
+        return [
+            p
+            for f in dataclasses.fields(value)
+            for p in _find_unsaved(getattr(value, f.name), join_key(path, f.name))
+        ]
     return [path] if isinstance(value, UnsavedValue) else []
 
 
@@ -165,14 +238,14 @@ def load_yaml(filename: str) -> DictConfig:
             f"{filename}: placeholders stand for {len(unsaved)} value(s) that could not be saved to YAML: "
             f"{', '.join(unsaved)}; load {filename}.pkl for the complete config"
         )
-    return OmegaConf.create(data, flags=_CONFIG_FLAGS)
+    return OmegaConf.create(data, flags=CONFIG_FLAGS)
 
 
 def load_pickle(filename: str) -> DictConfig:
     """Read the cloudpickle file `save` writes next to a YAML that could not hold every value."""
     with open(filename, "rb") as f:
         cfg = cloudpickle.load(f)
-    return cfg if OmegaConf.is_config(cfg) else OmegaConf.create(cfg, flags=_CONFIG_FLAGS)
+    return cfg if OmegaConf.is_config(cfg) else OmegaConf.create(cfg, flags=CONFIG_FLAGS)
 
 
 class _PyWriter:
@@ -205,16 +278,16 @@ class _PyWriter:
 
     def expr(self, value: Any, path: str, indent: int) -> str:
         if isinstance(value, dict) and "_target_" in value:
-            head = f"L({self.target(value['_target_'], _join(path, '_target_'))})("
+            head = f"L({self.target(value['_target_'], join_key(path, '_target_'))})("
             args = {k: v for k, v in value.items() if k != "_target_"}
             return self.block(head, self.keywords(args, path, indent), ")", indent)
         if isinstance(value, dict):
             if all(isinstance(k, str) and k.isidentifier() and not keyword.iskeyword(k) for k in value):
                 return self.block("dict(", self.keywords(value, path, indent), ")", indent)
-            items = [f"{k!r}: {self.expr(v, _join(path, k), indent + 1)}" for k, v in value.items()]
+            items = [f"{k!r}: {self.expr(v, join_key(path, k), indent + 1)}" for k, v in value.items()]
             return self.block("{", items, "}", indent)
         if isinstance(value, list | tuple):
-            items = [self.expr(v, _join(path, i), indent + 1) for i, v in enumerate(value)]
+            items = [self.expr(v, join_key(path, i), indent + 1) for i, v in enumerate(value)]
             if isinstance(value, tuple):
                 return self.block("(", items, ",)" if len(items) == 1 else ")", indent)
             return self.block("[", items, "]", indent)
@@ -224,6 +297,15 @@ class _PyWriter:
             return json.dumps(value, ensure_ascii=False)  # a valid Python literal, in double quotes
         if type(value) in _SCALARS:
             return repr(value)
+        if isinstance(value, enum.Enum) and self.reference(type(value)):
+            return f"{self.reference(type(value))}.{value.name}"
+        if _is_dataclass_instance(value) and self.reference(type(value)):
+            fields = dataclasses.fields(value)
+            if all(f.init for f in fields):  # the constructor can rebuild it
+                args = {f.name: getattr(value, f.name) for f in fields}
+                return self.block(
+                    f"{self.reference(type(value))}(", self.keywords(args, path, indent), ")", indent
+                )
         written = self.reference(value) if callable(value) else None
         if written is None:
             self.unwritable.append(f"{path} = {_describe(value)}")
@@ -233,7 +315,7 @@ class _PyWriter:
     def keywords(self, args: dict, path: str, indent: int) -> list[str]:
         out = []
         for k, v in args.items():
-            text = self.expr(v, _join(path, k), indent + 1)
+            text = self.expr(v, join_key(path, k), indent + 1)
             named = isinstance(k, str) and k.isidentifier() and not keyword.iskeyword(k)
             out.append(f"{k}={text}" if named else f"**{{{k!r}: {text}}}")
         return out
@@ -255,7 +337,7 @@ def to_py(cfg: Any, prefix: str = "") -> str:
     are written `...` and listed in a comment at the top. `prefix="cfg."` writes `cfg.model = ...`.
     """
     if OmegaConf.is_config(cfg):
-        cfg = OmegaConf.to_container(cfg, resolve=False)
+        cfg = OmegaConf.to_container(cfg, resolve=False, structured_config_mode=SCMode.INSTANTIATE)
     writer = _PyWriter()
     lines = []
     for key, value in cfg.items():

@@ -5,6 +5,7 @@ from . import (
     transforms,  # noqa: F401
 )
 from .build import (
+    build_batch_data_loader,
     build_detection_test_loader,
     build_detection_train_loader,
     get_detection_dataset_dicts,
@@ -12,7 +13,7 @@ from .build import (
     worker_init_reset_seed,
 )
 from .catalog import DatasetCatalog, Metadata, MetadataCatalog
-from .common import DatasetFromList, MapDataset, TrainBatchSampler
+from .common import DatasetFromList, MapDataset, ToIterableDataset, TrainBatchSampler
 from .datasets import (
     convert_to_coco_dict,
     convert_to_coco_json,
@@ -23,20 +24,31 @@ from .datasets import (
 )
 from .detection_utils import BoxMode, ImageReadError, read_image
 from .detr_dataset_mapper import DetrDatasetMapper
-from .samplers import InferenceSampler, TrainingSampler
+from .samplers import (
+    GroupedBatchSampler,
+    InferenceSampler,
+    RandomSubsetTrainingSampler,
+    RepeatFactorTrainingSampler,
+    TrainingSampler,
+)
 
 __all__ = [
     "BoxMode",
     "DatasetCatalog",
     "DatasetFromList",
     "DetrDatasetMapper",
+    "GroupedBatchSampler",
     "ImageReadError",
     "InferenceSampler",
     "MapDataset",
     "Metadata",
     "MetadataCatalog",
+    "RandomSubsetTrainingSampler",
+    "RepeatFactorTrainingSampler",
+    "ToIterableDataset",
     "TrainBatchSampler",
     "TrainingSampler",
+    "build_batch_data_loader",
     "build_detection_test_loader",
     "build_detection_train_loader",
     "convert_to_coco_dict",

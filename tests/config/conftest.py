@@ -6,6 +6,29 @@ import textwrap
 import pytest
 
 TARGETS = """
+import dataclasses
+import enum
+
+
+@dataclasses.dataclass
+class ShapeSpec:
+    channels: int | None = None
+    height: int | None = None
+    width: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Frozen:
+    name: str
+    sizes: tuple = (1, 2)
+    inner: ShapeSpec | None = None
+
+
+class Mode(enum.IntEnum):
+    FAST = 1
+    SLOW = 2
+
+
 class Encoder:
     def __init__(self, embed_dim: int, num_layers: int = 6, dropout: float = 0.1):
         self.embed_dim, self.num_layers, self.dropout = embed_dim, num_layers, dropout

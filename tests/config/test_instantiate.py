@@ -29,11 +29,23 @@ def test_nested_objects_with_callable_and_string_targets(cfg_tree, targets):
 
 
 def test_top_level_containers_and_plain_values():
-    out = instantiate({"a": [L(collections.OrderedDict)(x=1), 2], "b": (L("builtins.dict")(y=2),), "c": "s"})
-    assert out == {"a": [collections.OrderedDict(x=1), 2], "b": ({"y": 2},), "c": "s"}
-    assert type(out["a"][0]) is collections.OrderedDict
-    assert type(out["b"]) is tuple
+    out = instantiate([L(collections.OrderedDict)(x=1), 2, (L("builtins.dict")(y=2),)])
+    assert out == [collections.OrderedDict(x=1), 2, ({"y": 2},)]
+    assert type(out[0]) is collections.OrderedDict and type(out[2]) is tuple
+    node = DictConfig({"a": [L(collections.OrderedDict)(x=1), 2], "c": "s"}, flags={"allow_objects": True})
+    assert instantiate(node) == {"a": [collections.OrderedDict(x=1), 2], "c": "s"}  # a config node is built
     assert instantiate(3) == 3 and instantiate("torch.nn.Linear") == "torch.nn.Linear"
+    obj = collections.Counter("ab")
+    assert instantiate(obj) is obj
+
+
+def test_plain_mapping_without_target_is_returned_unchanged():
+    plain = {"xx": "yy", "lazy": L(collections.OrderedDict)(x=1)}
+    assert instantiate(plain) is plain  # detectron2's contract: no copy, no recursion
+    assert isinstance(plain["lazy"], DictConfig)
+    ordered = collections.OrderedDict(a=1)
+    assert instantiate(ordered) is ordered
+    assert instantiate({"_target_": "builtins.dict", "y": 2}) == {"y": 2}  # with _target_ it is a call
 
 
 def test_target_may_be_a_lazy_config(targets):
@@ -102,3 +114,25 @@ def test_locate_and_target_to_string(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ModuleNotFoundError, match="no_such_dependency_xyz"):
         locate("cfg_test_broken_module.Thing")
+
+
+def test_config_package_shares_public_helpers_and_one_set_of_flags():
+    """Modules of detrex.config import no private names from each other, and the flags live in one place."""
+    import ast
+    from pathlib import Path
+
+    import detrex.config
+
+    package = Path(detrex.config.__file__).parent
+    private_imports, flag_definitions = [], []
+    for path in sorted(package.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level > 0:
+                private_imports += [f"{path.name}: {a.name}" for a in node.names if a.name.startswith("_")]
+            if isinstance(node, ast.Dict) and any(
+                isinstance(k, ast.Constant) and k.value == "allow_objects" for k in node.keys
+            ):
+                flag_definitions.append(path.name)
+    assert private_imports == []
+    assert flag_definitions == ["instantiate.py"]

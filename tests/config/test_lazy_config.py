@@ -117,6 +117,9 @@ def test_relative_import_errors_name_the_files(cfg_tree):
     (proj / "directory.py").write_text("from .models import net\n")
     with pytest.raises(ImportError, match="is a directory"):
         LazyConfig.load(proj / "directory.py")
+    (proj / "folder.py").write_text("from . import models\n")
+    with pytest.raises(ImportError, match=r"relative import 'from \. import \.\.\.' \(a folder\)"):
+        LazyConfig.load(proj / "folder.py")
     (proj / "a.py").write_text("from .b import x\ny = dict(v=1)\n")
     (proj / "b.py").write_text("from .a import y\nx = dict(v=2)\n")
     with pytest.raises(

@@ -45,6 +45,7 @@ dataloader.train = L(build_detection_train_loader)(
         mask_on=False,
         img_format="RGB",
     ),
+    aspect_ratio_grouping=True,  # landscape and portrait images in separate batches: less padding
     total_batch_size=16,
     num_workers=4,
 )

@@ -46,6 +46,7 @@ dataloader.train = L(build_detection_train_loader)(
         mask_on=False,
         img_format="RGB",
     ),
+    aspect_ratio_grouping=True,  # landscape and portrait images in separate batches: less padding
     total_batch_size=8,  # small batches: more updates within a CPU time budget
     num_workers=2,
 )

@@ -1,4 +1,5 @@
-"""Transforms applied to an image and its boxes: fvcore's deterministic classes plus a PIL resize."""
+"""Transforms applied to an image and its boxes: fvcore's deterministic classes, a PIL resize, an extent
+(sub-rectangle) transform and photometric wrappers (detectron2's `detectron2.data.transforms.transform`)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from fvcore.transforms.transform import (
+    BlendTransform,
     CropTransform,
+    GridSampleTransform,
     HFlipTransform,
     NoOpTransform,
+    PadTransform,
+    ScaleTransform,
     Transform,
     TransformList,
     VFlipTransform,
@@ -18,25 +23,45 @@ from PIL import Image
 __all__ = [
     "Transform",
     "TransformList",
-    "NoOpTransform",
-    "HFlipTransform",
-    "VFlipTransform",
+    "BlendTransform",
+    "ColorTransform",
     "CropTransform",
+    "ExtentTransform",
+    "GridSampleTransform",
+    "HFlipTransform",
+    "NoOpTransform",
+    "PadTransform",
+    "PILColorTransform",
     "ResizeTransform",
+    "ScaleTransform",
+    "VFlipTransform",
 ]
 
 _TORCH_MODES = {Image.NEAREST: "nearest", Image.BILINEAR: "bilinear", Image.BICUBIC: "bicubic"}
 
 
+def _to_pil(img: np.ndarray) -> Image.Image:
+    """A uint8 (H, W), (H, W, 1) or (H, W, 3/4) array as a PIL image (one channel becomes mode "L")."""
+    return Image.fromarray(img[:, :, 0] if img.ndim == 3 and img.shape[2] == 1 else img)
+
+
+def _from_pil(pil: Image.Image, like: np.ndarray) -> np.ndarray:
+    """Back to numpy with the channel layout of `like` ((H, W, 1) stays three-dimensional)."""
+    out = np.asarray(pil)
+    return out[:, :, None] if like.ndim == 3 and like.shape[2] == 1 else out
+
+
 class ResizeTransform(Transform):
-    """Resize an (H, W[, C]) image from (h, w) to (new_h, new_w).
+    """Resize an (H, W[, C]) image from (h, w) to (new_h, new_w); `interp` is a PIL filter (default bilinear).
 
     uint8 images go through PIL (the resampling detectron2 and detrex checkpoints were trained with);
-    float images through torch's interpolate with the matching mode.
+    other images through torch's interpolate with the matching mode.
     """
 
-    def __init__(self, h: int, w: int, new_h: int, new_w: int, interp: int = Image.BILINEAR):
+    def __init__(self, h: int, w: int, new_h: int, new_w: int, interp: int | None = None):
         super().__init__()
+        if interp is None:
+            interp = Image.BILINEAR
         self._set_attributes(locals())
 
     def apply_image(self, img: np.ndarray, interp: int | None = None) -> np.ndarray:
@@ -44,10 +69,7 @@ class ResizeTransform(Transform):
             raise ValueError(f"ResizeTransform expects a {self.h}x{self.w} image, got shape {img.shape}")
         interp = self.interp if interp is None else interp
         if img.dtype == np.uint8:
-            single = img.ndim == 3 and img.shape[2] == 1
-            pil = Image.fromarray(img[:, :, 0] if single else img)
-            out = np.asarray(pil.resize((self.new_w, self.new_h), interp))
-            return out[:, :, None] if single else out
+            return _from_pil(_to_pil(img).resize((self.new_w, self.new_h), interp), img)
         x = torch.from_numpy(np.ascontiguousarray(img))
         x = x[:, :, None] if x.ndim == 2 else x
         x = x.permute(2, 0, 1)[None].float()  # (1, C, H, W)
@@ -68,3 +90,71 @@ class ResizeTransform(Transform):
 
     def inverse(self) -> Transform:
         return ResizeTransform(self.new_h, self.new_w, self.h, self.w, self.interp)
+
+
+class ExtentTransform(Transform):
+    """Take the rectangle `src_rect` = (x0, y0, x1, y1) of the image (it may reach outside; those pixels
+    get `fill`) and resize it to `output_size` = (h, w), as PIL's Image.transform(EXTENT) does."""
+
+    def __init__(self, src_rect, output_size, interp: int = Image.BILINEAR, fill=0):
+        super().__init__()
+        self._set_attributes(locals())
+
+    def apply_image(self, img: np.ndarray, interp: int | None = None) -> np.ndarray:
+        h, w = self.output_size
+        pil = _to_pil(img).transform(
+            size=(w, h),
+            method=Image.Transform.EXTENT,
+            data=self.src_rect,
+            resample=self.interp if interp is None else interp,
+            fillcolor=self.fill,  # PIL's `fill` argument is ignored for EXTENT; fillcolor paints outside
+        )
+        return _from_pil(pil, img)
+
+    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
+        # about the rectangle's center: scale by output/rectangle size, then move to the output's center
+        h, w = self.output_size
+        x0, y0, x1, y1 = self.src_rect
+        out = coords.astype(np.float32)
+        out[:, 0] = (out[:, 0] - 0.5 * (x0 + x1)) * (w / (x1 - x0)) + 0.5 * w
+        out[:, 1] = (out[:, 1] - 0.5 * (y0 + y1)) * (h / (y1 - y0)) + 0.5 * h
+        return out
+
+    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
+        return self.apply_image(segmentation, interp=Image.NEAREST)
+
+
+class ColorTransform(Transform):
+    """A photometric change: `op(image ndarray) -> ndarray`; boxes, coordinates and segmentation are
+    left unchanged."""
+
+    def __init__(self, op):
+        if not callable(op):
+            raise ValueError(f"ColorTransform: op must be callable, got {op!r}")
+        super().__init__()
+        self._set_attributes(locals())
+
+    def apply_image(self, img: np.ndarray) -> np.ndarray:
+        return self.op(img)
+
+    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
+        return coords
+
+    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
+        return segmentation
+
+    def inverse(self) -> Transform:
+        return NoOpTransform()
+
+
+class PILColorTransform(ColorTransform):
+    """A ColorTransform whose `op` takes and returns a PIL image (e.g. an ImageOps or ImageEnhance call);
+    the image is a uint8 array on both sides."""
+
+    def __init__(self, op):
+        if not callable(op):
+            raise ValueError(f"PILColorTransform: op must be callable, got {op!r}")
+        super().__init__(op)
+
+    def apply_image(self, img: np.ndarray) -> np.ndarray:
+        return np.asarray(super().apply_image(Image.fromarray(img)))
