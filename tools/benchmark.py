@@ -18,8 +18,8 @@ Tasks (warm-up iterations are excluded from every number):
   data   the train loader alone: batches and images per second
   all    eval, train and data in turn
   kernels
-         what each CPU kernel of detrex.layers.cpu_kernels is worth on this machine: eval and train
-         steps in pairs, one with every kernel on, one with the kernel off (order alternating), for
+         what each CPU kernel of detrex.layers.cpu_kernels is worth in the train step on this machine:
+         steps in pairs, one with every kernel on, one with that kernel off (order alternating),
          --num-iter pairs per kernel; the median paired difference in ms and in % of the step
   coco_eval
          COCO box evaluation alone (loadRes, evaluate, accumulate, summarize) of --num-images synthetic
@@ -245,31 +245,31 @@ def bench_train(cfg, model, args, device: str, autocast) -> dict:
 
 
 def bench_kernels(cfg, model, args, autocast) -> dict:
-    """What each CPU kernel is worth: for inference and the train step, every kernel in turn is turned off
-    for one step of a pair whose other step runs with all kernels on (the order alternates); the median of
-    the paired differences, in seconds and as a share of the step with the kernel off. ``malloc`` is
-    process-wide and is not toggled here. Peak memory is measured per step in fresh processes elsewhere."""
+    """What each CPU kernel is worth in the train step (no kernel applies in inference but ``malloc``, which
+    is process-wide and not toggled here: compare --isolate runs with DETREX_CPU_KERNELS=0 for it). Every
+    kernel in turn is off for one step of a pair whose other step has all kernels on, the order alternating;
+    reported: the median of the paired differences, in ms and in % of the step with the kernel off."""
     kernels = [k for k in cpu_kernels.KERNELS if k != "malloc"]
-    results = {}
-    for phase, make_step in (("eval", eval_step), ("train", train_step)):
-        step = make_step(cfg, model, args, autocast)[0]
-        with cpu_kernels.use_cpu_kernels(True):
-            for _ in range(args.warmup):
-                step()
-        for kernel in kernels:
-            on, off = [], []
-            for i in range(args.num_iter):
-                for enabled in (True, False) if i % 2 == 0 else (False, True):
-                    with cpu_kernels.use_cpu_kernels(True if enabled else set(kernels) - {kernel}):
-                        start = time.perf_counter()
-                        step()
-                        (on if enabled else off).append(time.perf_counter() - start)
-            gain = float(np.median(np.array(off) - np.array(on)))
-            results[f"{phase}/{kernel} on_median_s"] = float(np.median(on))
-            results[f"{phase}/{kernel} off_median_s"] = float(np.median(off))
-            results[f"{phase}/{kernel} gain_ms"] = 1000.0 * gain
-            results[f"{phase}/{kernel} gain_percent"] = 100.0 * gain / float(np.median(off))
-    return {"pairs": args.num_iter, **results}
+    step = train_step(cfg, model, args, autocast)[0]
+    with cpu_kernels.use_cpu_kernels(True):
+        for _ in range(args.warmup):
+            step()
+    results = {"pairs": args.num_iter}
+    for kernel in kernels:
+        times = {True: [], False: []}
+        for i in range(args.num_iter):
+            for enabled in (True, False) if i % 2 == 0 else (False, True):
+                with cpu_kernels.use_cpu_kernels(True if enabled else set(kernels) - {kernel}):
+                    start = time.perf_counter()
+                    step()
+                    times[enabled].append(time.perf_counter() - start)
+        on, off = np.array(times[True]), np.array(times[False])
+        gain = float(np.median(off - on))
+        results[f"{kernel} on_median_s"] = float(np.median(on))
+        results[f"{kernel} off_median_s"] = float(np.median(off))
+        results[f"{kernel} gain_ms"] = 1000.0 * gain
+        results[f"{kernel} gain_percent"] = 100.0 * gain / float(np.median(off))
+    return results
 
 
 def bench_data(cfg, args) -> dict:

@@ -135,8 +135,7 @@ def _share_cpu_threads(local_size: int) -> None:
     """Give each of the ``local_size`` processes on this machine its share of the CPU cores.
 
     A spawned worker would otherwise start as many intra-op threads as the machine has cores, and N
-    workers would oversubscribe the cores N times over (on a 2-core machine two CPU workers ran ~8x
-    slower per iteration). An explicit OMP_NUM_THREADS (torchrun sets 1) is left alone. The number
+    workers would oversubscribe the cores N times over. An explicit OMP_NUM_THREADS (torchrun sets 1) is left alone. The number
     chosen shows as "CPU threads (torch)" in the environment table at the top of each rank's log."""
     if local_size <= 1 or os.environ.get("OMP_NUM_THREADS"):
         return
