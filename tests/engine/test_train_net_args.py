@@ -5,7 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
+QUICKSTART = "projects/conditional_detr/configs/conditional_detr_tiny_synthetic.py"
 
 
 def _run(*argv):
@@ -66,3 +69,18 @@ def test_fast_dev_run_in_its_own_folder_and_ema_predictions_beside_the_others(tm
     rows = [json.loads(line) for line in (run / "metrics.json").read_text().splitlines()]
     assert max(r["iteration"] for r in rows) == 19
     assert any("bbox/AP" in r for r in rows) and any("ema/bbox/AP" in r for r in rows)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.num_classes=3.5", "model.num_classes holds int 5, and 3.5 is not a whole number; "
+         "model.num_classes takes an integer, e.g. model.num_classes=3"),
+        ("train.max_iter=1e3", "train.max_iter holds int 2000, and 1e3 is the float 1000.0; write it as a "
+         "whole number: train.max_iter=1000"),
+    ],
+)  # fmt: skip
+def test_a_number_of_the_wrong_kind_is_a_usage_error(override, message):
+    result = _run("--config-file", QUICKSTART, override)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == f"train_net.py: error: override {override!r}: {message}"
