@@ -41,7 +41,9 @@ logger = logging.getLogger("detrex")
 def build_model(cfg) -> torch.nn.Module:
     check_device(cfg.train.device)
     model = instantiate(cfg.model)
-    logger.info(f"Model:\n{model}")
+    num_params = sum(p.numel() for p in model.parameters())
+    logger.info(f"Model: {type(model).__name__}, {num_params / 1e6:.2f} M parameters (its structure: log.txt)")
+    logger.info(f"Model:\n{model}", extra={"console": False})  # ~200 lines: the log file only
     return model.to(cfg.train.device)  # the one place train.device is applied
 
 
