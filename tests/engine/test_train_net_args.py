@@ -13,7 +13,7 @@ QUICKSTART = "projects/conditional_detr/configs/conditional_detr_tiny_synthetic.
 
 def _run(*argv):
     return subprocess.run(
-        [sys.executable, "tools/train_net.py", *argv], cwd=REPO, capture_output=True, text=True, timeout=120
+        [sys.executable, "tools/train_net.py", *argv], cwd=REPO, capture_output=True, text=True, timeout=600
     )
 
 
@@ -84,3 +84,21 @@ def test_a_number_of_the_wrong_kind_is_a_usage_error(override, message):
     result = _run("--config-file", QUICKSTART, override)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.splitlines()[-1] == f"train_net.py: error: override {override!r}: {message}"
+
+
+def test_a_device_torch_does_not_know_is_a_usage_error():
+    result = _run("--config-file", QUICKSTART, "train.device=gpu")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "train_net.py: error: train.device='gpu' is not a device: use cpu, cuda or cuda:N (e.g. train.device=cpu)"
+    )
+
+
+def test_an_output_dir_that_cannot_be_written_is_a_usage_error(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    result = _run("--config-file", QUICKSTART, f"train.output_dir={tmp_path}/a_file/run")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"train_net.py: error: train.output_dir='{tmp_path}/a_file/run': cannot write there ({tmp_path}/a_file "
+        "is a file). Set train.output_dir to a folder you can write, e.g. train.output_dir=./output/my_run"
+    )
