@@ -1,6 +1,7 @@
 """tools/train_net.py refuses a missing or absent config file as a usage error (exit 2), before any work."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,11 @@ def test_eval_only_without_a_checkpoint_warns(tmp_path):
     log = result.stdout + result.stderr
     assert "--eval-only without train.init_checkpoint: evaluating randomly initialised weights" in log
     assert "Stopped at max_batches=1 (of " in log
+    # the model's structure (~200 lines) goes to the evaluation's own log.txt, not to the console
+    assert "Model: ConditionalDETR, 2.21 M parameters (its structure: log.txt)" in result.stdout
+    assert "ConditionalDETR(" not in result.stdout
+    assert "Model:\nConditionalDETR(" in (tmp_path / "fast_dev_run" / "inference" / "log.txt").read_text()
+    assert sorted(os.listdir(tmp_path / "fast_dev_run")) == ["inference"]
 
 
 def test_fast_dev_run_in_its_own_folder_and_ema_predictions_beside_the_others(tmp_path):
