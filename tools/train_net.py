@@ -28,6 +28,7 @@ from detrex.config import ConfigOverrideError, LazyConfig, instantiate
 from detrex.data.detection_utils import ImageReadError
 from detrex.engine import (
     ModelEMA,
+    NonFiniteForwardError,
     Trainer,
     build_lr_scheduler,
     check_device,
@@ -207,25 +208,28 @@ def main(args) -> dict | None:
         if args.eval_only:
             return do_eval_only(cfg)
         do_train(args, cfg)
-    except KeyboardInterrupt as e:  # every process gets Ctrl-C: rank 0 says where training stopped
+    except KeyboardInterrupt as e:
         where = f" {e}" if str(e) else ""
         resume = "" if args.eval_only else f" {resume_hint(cfg.train.output_dir)}"
-        stop(f"Interrupted{where}.{resume}", 130)
+        if comm.get_rank() == 0:  # every process got Ctrl-C
+            stop(f"Interrupted{where}.{resume}", 130)
+        sys.exit(130)
     except Exception as e:
         fault = user_fault(e)
         if fault is None:
             raise
         logger.error("Stopped by:", exc_info=fault, extra={"console": False})  # the traceback, for log.txt
         message = f"{type(fault).__name__}: {fault_message(fault)}"
-        if isinstance(fault, FloatingPointError):  # found on every rank at once (all-reduced or DDP-equal)
+        if isinstance(fault, FloatingPointError):
             resume = "" if args.eval_only else f" {resume_hint(cfg.train.output_dir, non_finite=True)}"
-            stop(message + resume, 1, together=True)
+            # an all-reduced loss, a gradient norm or weights: found by every rank at the same point
+            stop(message + resume, 1, together=not isinstance(fault, NonFiniteForwardError))
         if isinstance(fault, ImageReadError) or fault_message(fault).startswith("image file not found"):
             check = os.path.relpath(
                 os.path.join(os.path.dirname(os.path.abspath(__file__)), "check_dataset.py")
             )
             message += f". Find every such file with: python {check} --config-file {args.config_file} --verify-images"
-        stop(message, 1, rank_own=True)  # a data or file fault may be this rank's alone
+        stop(message, 1)
     return None
 
 
@@ -264,12 +268,12 @@ def resume_hint(output_dir: str, non_finite: bool = False) -> str:
     )
 
 
-def stop(message: str, status: int, together: bool = False, rank_own: bool = False) -> None:
-    """Print ``message`` on stderr and exit with ``status``. Rank 0 prints, or, for a fault of this
-    rank's own (``rank_own``), whichever rank met it. ``together``: every rank stopped at the same point,
-    and waits there until rank 0 has printed (the launcher ends the job when the first process exits)."""
+def stop(message: str, status: int, together: bool = False) -> None:
+    """Print ``message`` on stderr and exit with ``status``. ``together``: every rank stopped at the same
+    point; rank 0 prints while the others wait for it (the launcher ends the job when the first process
+    exits). Otherwise the fault may be this rank's alone, and it prints."""
     rank, world_size = comm.get_rank(), comm.get_world_size()
-    if rank == 0 or rank_own:
+    if rank == 0 or not together:
         print((f"[rank {rank}] " if world_size > 1 else "") + message, file=sys.stderr, flush=True)
     if together and world_size > 1:
         comm.synchronize()

@@ -18,7 +18,7 @@ from .launch import DEFAULT_TIMEOUT, check_device, find_free_port, launch
 from .lr_scheduler import LRMultiplier, WarmupParamScheduler, build_lr_scheduler
 from .optimizer import get_default_optimizer_params, reduce_param_groups
 from .predictor import DefaultPredictor
-from .train_loop import HookBase, Trainer
+from .train_loop import HookBase, NonFiniteForwardError, Trainer
 
 __all__ = [
     "hooks",
@@ -39,6 +39,7 @@ __all__ = [
     "DefaultPredictor",
     "HookBase",
     "Trainer",
+    "NonFiniteForwardError",
     "ModelEMA",
     "unwrap_model",
     "get_default_optimizer_params",

@@ -21,7 +21,7 @@ from .ema import ModelEMA
 from .non_finite import first_non_finite_output, non_finite_tensors
 from .optimizer import clip_grad_norm
 
-__all__ = ["HookBase", "Trainer"]
+__all__ = ["HookBase", "Trainer", "NonFiniteForwardError"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,11 @@ def resolve_amp_dtype(name: str, device_type: str) -> torch.dtype:
     if name not in _AMP_DTYPES:
         raise ValueError(f"train.amp.dtype={name!r}: expected 'auto', 'float16' or 'bfloat16'")
     return _AMP_DTYPES[name]
+
+
+class NonFiniteForwardError(FloatingPointError):
+    """NaN/Inf values in this process's forward pass. Unlike the other non-finite stops of the Trainer (an
+    all-reduced loss, a gradient norm or weights that DDP keeps equal), other ranks may not have met them."""
 
 
 class HookBase:
@@ -254,7 +259,7 @@ class Trainer:
                 f"the forward pass produced NaN/Inf, first in the output of {first}; the weights are finite, "
                 f"but the largest is {size:.3g} ({name})"
             )
-        raise FloatingPointError(
+        raise NonFiniteForwardError(
             f"At iteration={self.iter} {what}. Training stopped before this step's update. {self.what_to_try()}"
         ) from error
 
