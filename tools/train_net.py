@@ -189,7 +189,7 @@ def setup(args):
     # an evaluation logs into its own folder: the training run's log.txt and config.yaml stay as they are
     eval_dir = OmegaConf.select(cfg, "dataloader.evaluator.output_dir", default=None)
     if eval_dir is None:
-        eval_dir = os.path.join(cfg.train.output_dir, "inference") if cfg.train.output_dir else ""
+        eval_dir = os.path.join(cfg.train.output_dir, "inference")  # where do_test puts predictions too
         if "evaluator" in cfg.dataloader:
             cfg.dataloader.evaluator.output_dir = eval_dir
     return cfg, eval_dir
