@@ -343,3 +343,15 @@ def test_a_forward_failing_with_finite_values_keeps_its_error():
     trainer._data_iter = iter([[{}]])
     with pytest.raises(KeyError, match="a bug"):
         trainer.run_step()
+
+
+def test_fp16_loss_scaling_skips_an_overflowing_step_instead_of_stopping(tmp_path):
+    runs = {}
+    for inf_grad_at_call in (None, 7):
+        record = RecordWeights()
+        trainer = run_toy(str(tmp_path / str(inf_grad_at_call)), max_iter=9, amp_enabled=True,
+                          amp_dtype="float16", inf_grad_at_call=inf_grad_at_call, first_hooks=[record])  # fmt: skip
+        assert trainer.completed
+        runs[inf_grad_at_call] = trainer.scaler.get_scale(), record.adam_steps[0]
+    (scale, steps), (scale_inf, steps_inf) = runs[None], runs[7]
+    assert scale_inf == scale / 2 and steps_inf == steps - 1  # that step skipped, the scale halved once
