@@ -287,13 +287,16 @@ if __name__ == "__main__":
         parser.error("--config-file is required, e.g. --config-file projects/<name>/configs/<config>.py")
     if not os.path.isfile(args.config_file):
         parser.error(f"--config-file {args.config_file!r}: no such file")
-    try:  # the config, the device and the output folders are checked once, before any process starts
+    try:
         device = device_from_args(args)
-        check_device(device, args.num_gpus)
         cfg, run_dir = setup(args)
+    except ConfigOverrideError as e:
+        parser.error(str(e))
+    try:  # the device and the output folders are checked once, before any process starts
+        check_device(device, args.num_gpus)
         check_output_dir(cfg.train.output_dir, "train.output_dir")
         check_output_dir(run_dir, "dataloader.evaluator.output_dir")  # --eval-only's own folder
-    except (ConfigOverrideError, ValueError, RuntimeError, OSError) as e:
+    except (ValueError, RuntimeError, OSError) as e:
         parser.error(str(e))
     try:
         launch(
