@@ -2,6 +2,8 @@
 
 AMP, gradient clipping and model EMA are options of the same Trainer: when off, autocast is a
 ``nullcontext()``, the grad scaler is disabled (a pass-through) and clipping/EMA are skipped.
+A NaN/Inf loss, gradient norm or forward pass stops training with a FloatingPointError before that step's
+update, so the weights stay finite.
 """
 
 import contextlib
