@@ -1,6 +1,7 @@
 """The top-level README's claims stay true: its model table is generated from the projects' model zoos,
 and the commands it shows name files that exist."""
 
+import os
 import re
 from pathlib import Path
 
@@ -60,3 +61,50 @@ def test_docs_tools_page_is_the_readme_tools_section():
         "edit the README's Tools section, then regenerate: python -c 'from tests.test_readme import *; "
         'open("docs/tools.md", "w").write(readme_tools_section_as_a_page())\''
     )
+
+
+def own_dataset_section() -> str:
+    text = README.read_text()
+    start = text.index("**Your own dataset**")
+    return text[start : text.index("**Evaluate published weights.**", start)]
+
+
+def test_own_dataset_example_loads_from_any_folder(tmp_path, monkeypatch):
+    """The example config, saved outside the repository, loads: its absolute import needs no relative path."""
+    from detrex.config import LazyConfig
+    from detrex.data import DatasetCatalog, MetadataCatalog
+
+    section = own_dataset_section()
+    example = section[
+        section.index("```python\n") + len("```python\n") : section.index("```\n", section.index("```python"))
+    ]
+    (tmp_path / "my_data.py").write_text(example)
+    monkeypatch.chdir(tmp_path)
+    try:
+        cfg = LazyConfig.load("my_data.py")
+        assert cfg.model.num_classes == 3 and cfg.model.criterion.num_classes == 3
+        assert (
+            cfg.dataloader.train.dataset.names == "my_train" and cfg.dataloader.test.dataset.names == "my_val"
+        )
+        assert MetadataCatalog.get("my_train").json_file == "path/to/train.json"
+    finally:
+        for name in ("my_train", "my_val"):
+            if name in DatasetCatalog:
+                DatasetCatalog.remove(name)
+                MetadataCatalog.remove(name)
+
+
+def test_own_dataset_section_names_the_offline_and_cpu_settings():
+    section = own_dataset_section()
+    for setting in ("train.init_checkpoint=''", "train.device=cpu", "dataloader.train.total_batch_size=2",
+                    "dataloader.train.num_workers"):  # fmt: skip
+        assert setting in section, setting
+
+
+def test_visualize_json_results_example_reads_where_the_evaluator_writes():
+    from detrex.config import LazyConfig
+
+    config = README.parent / "projects/conditional_detr/configs/conditional_detr_r50_50ep.py"
+    output_dir = LazyConfig.load(config).train.output_dir
+    results = f"{os.path.normpath(output_dir)}/inference/coco_instances_results.json"
+    assert f"--input {results}" in README.read_text()

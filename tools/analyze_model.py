@@ -5,7 +5,8 @@ r"""Count a model's flops, activations and parameters, or print its structure (f
 
 Flops and activations are measured in inference mode on the first --num-inputs images of the test
 loader (its real, resized sizes) and averaged; the per-module table is for the first image. fvcore
-counts one fused multiply-add as one flop and skips cheap element-wise ops.
+counts one fused multiply-add as one flop and skips cheap element-wise ops. Counting needs no weights:
+train.init_checkpoint is not loaded (nothing is downloaded). Overrides may also follow --tasks.
 """
 
 from __future__ import annotations
@@ -16,14 +17,20 @@ from collections import Counter
 
 import numpy as np
 import torch
-from fvcore.nn import flop_count_table, parameter_count_table
 from omegaconf import OmegaConf
 from tabulate import tabulate
 from tqdm import tqdm
 
-from detrex.config import LazyConfig, instantiate
+from detrex.config import ConfigOverrideError, LazyConfig, instantiate
 from detrex.engine.launch import check_device
-from detrex.utils.analysis import DetectorTensorWrapper, activation_count_analysis, flop_count_analysis
+from detrex.utils.analysis import (
+    DetectorTensorWrapper,
+    activation_count_analysis,
+    flop_count_analysis,
+    flop_count_table,
+    parameter_count_table,
+    quiet_tracing,
+)
 
 TASKS = ("flop", "activation", "parameter", "structure")
 
@@ -35,7 +42,9 @@ def get_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config-file", required=True, metavar="FILE", help="lazy config (.py/.yaml)")
-    parser.add_argument("--tasks", nargs="+", required=True, choices=TASKS, help="what to analyze")
+    parser.add_argument(
+        "--tasks", nargs="+", required=True, metavar="TASK", help=f"what to analyze: {', '.join(TASKS)}"
+    )
     parser.add_argument("-n", "--num-inputs", type=int, default=10, help="test images to average over")
     parser.add_argument("--max-depth", type=int, default=3, help="module depth of the tables")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides 'path.key=value'")
@@ -43,17 +52,11 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def build_model(cfg) -> torch.nn.Module:
-    """The model in eval mode on train.device, with train.init_checkpoint when one is set (counts do not
-    depend on weights, but checkpoints can change the structure, e.g. frozen parts)."""
+    """The model in eval mode on train.device, with its initial weights: the counts do not depend on
+    weights (frozen parts are set by the config), so train.init_checkpoint is neither downloaded nor read."""
     device = OmegaConf.select(cfg, "train.device", default="cpu") or "cpu"
     check_device(device)
-    model = instantiate(cfg.model).to(device).eval()
-    weights = OmegaConf.select(cfg, "train.init_checkpoint", default="")
-    if weights:
-        from detrex.checkpoint import DetectionCheckpointer
-
-        DetectionCheckpointer(model).load(weights)
-    return model
+    return instantiate(cfg.model).to(device).eval()
 
 
 def sample_test_images(cfg, num_inputs: int):
@@ -80,7 +83,7 @@ def count(cfg, model, num_inputs: int, kind: str, max_depth: int) -> dict:
     """Average total and per-operator counts (flop or activation) over test images; prints tables."""
     analyze = flop_count_analysis if kind == "flop" else activation_count_analysis
     totals, by_operator, first, sizes = [], Counter(), None, []
-    with torch.no_grad():
+    with torch.no_grad(), quiet_tracing():
         for image, height, width in tqdm(sample_test_images(cfg, num_inputs), total=num_inputs, desc=kind):
             analysis = analyze(DetectorTensorWrapper(model, height, width), (image,))
             totals.append(analysis.total())
@@ -105,12 +108,20 @@ def count(cfg, model, num_inputs: int, kind: str, max_depth: int) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = get_parser()
     args = parser.parse_args(argv)
+    # overrides may follow the tasks: --tasks flop parameter train.device=cpu
+    args.opts = [t for t in args.tasks if "=" in t] + args.opts
+    args.tasks = [t for t in args.tasks if "=" not in t]
+    for task in args.tasks or [""]:
+        if task not in TASKS:
+            parser.error(f"--tasks: invalid choice: {task!r} (choose from {', '.join(TASKS)})")
     if args.num_inputs < 1:
         parser.error(f"--num-inputs must be >= 1, got {args.num_inputs}")
     if not os.path.isfile(args.config_file):
         parser.error(f"--config-file {args.config_file!r}: no such file")
-    cfg = LazyConfig.load(args.config_file)
-    cfg = LazyConfig.apply_overrides(cfg, args.opts)
+    try:
+        cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
+    except ConfigOverrideError as e:
+        parser.error(str(e))
     model = build_model(cfg)
     results = {}
     for task in dict.fromkeys(args.tasks):

@@ -30,7 +30,7 @@ from omegaconf import OmegaConf
 from tabulate import tabulate
 
 from detrex.config import LazyConfig, instantiate
-from detrex.utils.analysis import ExportableDetector
+from detrex.utils.analysis import ExportableDetector, quiet_tracing
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -106,7 +106,7 @@ def sample_inputs(cfg, size: tuple[int, int], num: int) -> list[tuple[torch.Tens
 
 def export(wrapper: ExportableDetector, sample, path: str, opset: int) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with torch.no_grad():
+    with torch.no_grad(), quiet_tracing():
         torch.onnx.export(
             wrapper,
             sample,

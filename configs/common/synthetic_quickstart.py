@@ -26,7 +26,7 @@ train.log_period = 20
 train.checkpointer.period = 1000
 train.clip_grad.enabled = True
 train.clip_grad.params.max_norm = 0.1
-train.clip_grad.params.norm_type = 2
+train.clip_grad.params.norm_type = 2.0
 train.seed = 42
 
 optimizer.lr = 4e-4

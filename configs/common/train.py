@@ -20,7 +20,7 @@ train = dict(
     seed=-1,  # negative: a fresh seed per run (logged); >= 0 makes runs repeatable
     clip_grad=dict(
         enabled=False,  # DETR-family configs turn it on: their papers train with L2 clipping at 0.1
-        params=dict(max_norm=0.1, norm_type=2),  # arguments of torch.nn.utils.clip_grad_norm_
+        params=dict(max_norm=0.1, norm_type=2.0),  # arguments of torch.nn.utils.clip_grad_norm_
     ),
     model_ema=dict(
         enabled=False,

@@ -80,24 +80,45 @@ def _dotted(key: str) -> str:
 
 
 def _check_value(text: str, key: str, parent: Any, value: Any) -> None:
-    """Refuse, before anything is built with it, a value that parsed to a string by mistake: a list with
-    bare words (``[res4]``), or a word where the config holds a number or a bool (``train.max_iter=abc``).
-    Numbers for numbers, interpolations and None stay allowed."""
-    if not isinstance(value, str) or "${" in value:
+    """Refuse, before anything is built with it, a value that does not fit the key: a list with bare words
+    (``[res4]``), a word where the config holds a number or a bool (``train.max_iter=abc``), or a number of
+    the wrong kind (``model.num_classes=3.5``, ``train.max_iter=1e3``, ``train.amp.enabled=1``).
+    An int for a float key, interpolations, None, lists and dicts stay allowed."""
+    if isinstance(value, str) and "${" in value:
         return
-    stripped = value.strip()
-    if stripped and stripped[0] in "[(" and stripped[-1] in "])":
-        raise ConfigOverrideError(
-            f"override {text!r}: {value!r} looks like a list but is not a Python literal (a bare word in it?); "
-            f"quote the strings in it, e.g. {key}=\"['a', 'b']\", or quote the whole value to mean a string"
-        )
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped and stripped[0] in "[(" and stripped[-1] in "])":
+            raise ConfigOverrideError(
+                f"override {text!r}: {value!r} looks like a list but is not a Python literal (a bare word in "
+                f"it?); quote the strings in it, e.g. {key}=\"['a', 'b']\", or quote the whole value to mean a "
+                "string"
+            )
     current = _child(parent, key.rsplit(".", 1)[-1])
-    if isinstance(current, bool | int | float):
+    if not isinstance(current, bool | int | float) or not isinstance(value, str | bool | int | float):
+        return
+    holds = f"{key} holds {type(current).__name__} {current!r}"
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise ConfigOverrideError(
+                f"override {text!r}: {holds}, and {value!r} is not one; write {key}=True or {key}=False"
+            )
+    elif isinstance(value, str):
         raise ConfigOverrideError(
-            f"override {text!r}: {key} holds {type(current).__name__} {current!r}, and {value!r} is not one; "
-            "write a number (or True/False for a flag), or quote the value if a string is really meant "
-            f"({key}=\"'{value}'\")"
+            f"override {text!r}: {holds}, and {value!r} is not one; write a number, or quote the value if "
+            f"a string is really meant ({key}=\"'{value}'\")"
         )
+    elif isinstance(value, bool):
+        raise ConfigOverrideError(f"override {text!r}: {holds}, and {value!r} is a bool; write a number")
+    elif isinstance(current, int) and isinstance(value, float):
+        raw = text.partition("=")[2].strip()
+        if math.isfinite(value) and value == int(value):
+            fix = f"is the float {value!r}; write it as a whole number: {key}={int(value)}"
+        else:
+            fix = f"is not a whole number; {key} takes an integer" + (
+                f", e.g. {key}={math.floor(value)}" if math.isfinite(value) else ""
+            )
+        raise ConfigOverrideError(f"override {text!r}: {holds}, and {raw} {fix}")
 
 
 def _child(node: Any, part: str) -> Any:

@@ -2,12 +2,15 @@
 
 from . import hooks
 from .defaults import (
+    check_output_dir,
     create_ddp_model,
     default_argument_parser,
     default_hooks,
     default_setup,
     default_writers,
     device_from_args,
+    fit_loader_workers,
+    remove_stale_checkpoint_temporaries,
     resolve_max_iter,
 )
 from .ema import ModelEMA, unwrap_model
@@ -15,7 +18,7 @@ from .launch import DEFAULT_TIMEOUT, check_device, find_free_port, launch
 from .lr_scheduler import LRMultiplier, WarmupParamScheduler, build_lr_scheduler
 from .optimizer import get_default_optimizer_params, reduce_param_groups
 from .predictor import DefaultPredictor
-from .train_loop import HookBase, Trainer
+from .train_loop import HookBase, NonFiniteForwardError, Trainer
 
 __all__ = [
     "hooks",
@@ -26,6 +29,9 @@ __all__ = [
     "device_from_args",
     "create_ddp_model",
     "resolve_max_iter",
+    "check_output_dir",
+    "fit_loader_workers",
+    "remove_stale_checkpoint_temporaries",
     "launch",
     "check_device",
     "find_free_port",
@@ -33,6 +39,7 @@ __all__ = [
     "DefaultPredictor",
     "HookBase",
     "Trainer",
+    "NonFiniteForwardError",
     "ModelEMA",
     "unwrap_model",
     "get_default_optimizer_params",

@@ -1,11 +1,13 @@
 """What every detrex training script shares: the command line, the run set-up, DDP, writers and hooks."""
 
 import argparse
+import glob
 import inspect
 import logging
 import math
 import os
 import sys
+import tempfile
 
 import torch
 from omegaconf import OmegaConf
@@ -28,6 +30,9 @@ __all__ = [
     "default_writers",
     "default_hooks",
     "resolve_max_iter",
+    "check_output_dir",
+    "fit_loader_workers",
+    "remove_stale_checkpoint_temporaries",
 ]
 
 _EPILOG = """
@@ -112,12 +117,15 @@ def device_from_args(args: argparse.Namespace) -> str:
     )
 
 
-def default_setup(cfg, args: argparse.Namespace) -> None:
+def default_setup(cfg, args: argparse.Namespace, output_dir: str | None = None) -> None:
     """Prepare the run: output dir, per-rank ``log.txt``, environment and config in the log,
-    ``config.yaml`` in the output dir, seeds (``train.seed``; -1 random; + rank), cudnn.benchmark."""
+    ``config.yaml`` in the output dir, seeds (``train.seed``; -1 random; + rank), cudnn.benchmark.
+
+    output_dir: where log.txt and config.yaml go, default ``train.output_dir`` (an evaluation gives its
+    own folder, so that it does not write over the training run's files)."""
     from detrex.config import LazyConfig
 
-    output_dir = cfg.train.output_dir
+    output_dir = cfg.train.output_dir if output_dir is None else output_dir
     rank = comm.get_rank()
     if comm.is_main_process() and output_dir:
         os.makedirs(output_dir, exist_ok=True)
@@ -229,3 +237,66 @@ def resolve_max_iter(cfg, dataset_size: int) -> int:
             f"{reference} that the schedule and lr were tuned for; consider scaling the lr and schedule."
         )
     return max_iter
+
+
+def check_output_dir(output_dir: str, key: str = "train.output_dir") -> None:
+    """Create ``output_dir`` and check that files can be written in it, before any work starts.
+
+    Raises an OSError (NotADirectoryError, PermissionError, ...) naming the key, the folder and the reason."""
+    if not output_dir:
+        return
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output_dir):
+            pass
+    except OSError as e:
+        existing = os.path.abspath(output_dir)
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        reason = f"{existing} is a file" if os.path.isfile(existing) else (e.strerror or str(e))
+        raise type(e)(
+            f"{key}={output_dir!r}: cannot write there ({reason}). Set {key} to a folder you can write, "
+            f"e.g. {key}=./output/my_run"
+        ) from None
+
+
+def fit_loader_workers(cfg, overrides: list[str]) -> None:
+    """Lower ``dataloader.{train,test}.num_workers`` to this process's share of the CPU cores.
+
+    More loader processes than cores only compete with training (and torch warns for every loader). A
+    value given on the command line is kept. One log line says what changed."""
+    logger = logging.getLogger(__name__)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    share = max(1, cores // max(1, comm.get_local_size()))
+    lowered = []
+    for key in ("dataloader.train.num_workers", "dataloader.test.num_workers"):
+        workers = OmegaConf.select(cfg, key, default=None)
+        if (
+            not isinstance(workers, int)
+            or workers <= share
+            or any(o.startswith(f"{key}=") for o in overrides)
+        ):
+            continue
+        OmegaConf.update(cfg, key, share)
+        lowered.append(f"{key}={workers}")
+    if lowered:
+        logger.info(
+            f"{' and '.join(lowered)} lowered to {share}: this machine has {cores} CPU cores for "
+            f"{comm.get_local_size()} training process(es); give num_workers on the command line to choose"
+        )
+
+
+def remove_stale_checkpoint_temporaries(output_dir: str) -> None:
+    """Delete the hidden temporary files (``.model_0004999.pth.<random>.tmp``) of checkpoint saves that were
+    killed before their final rename: nothing else removes them, and each is as large as a checkpoint.
+    Call it before training starts, on the process that saves."""
+    stale = sorted(glob.glob(os.path.join(glob.escape(output_dir), ".*.pth.*.tmp")))
+    if not stale:
+        return
+    size = sum(os.path.getsize(path) for path in stale)
+    for path in stale:
+        os.remove(path)
+    logging.getLogger(__name__).info(
+        f"Removed {len(stale)} temporary file(s) of interrupted checkpoint saves in {output_dir} "
+        f"({size / 2**20:.1f} MiB): {', '.join(os.path.basename(p) for p in stale)}"
+    )

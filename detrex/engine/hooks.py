@@ -14,6 +14,7 @@ from detrex.utils import comm
 from detrex.utils.env import preserve_rng_state
 from detrex.utils.events import EventWriter
 
+from .non_finite import non_finite_tensors
 from .train_loop import HookBase
 
 __all__ = ["IterationTimer", "LRScheduler", "PeriodicCheckpointer", "EvalHook", "PeriodicWriter"]
@@ -72,7 +73,8 @@ class LRScheduler(HookBase):
 class PeriodicCheckpointer(HookBase):
     """Save ``model_{iter:07d}.pth`` every ``period`` iterations and ``model_final.pth`` at the end,
     keeping only the newest ``max_to_keep`` periodic ones (None: all). Runs on every rank (the random
-    generator states are gathered from all of them); only the main process writes."""
+    generator states are gathered from all of them); only the main process writes. Weights holding NaN or
+    Inf are never written: training stops instead, and ``last_checkpoint`` keeps naming the last good file."""
 
     def __init__(self, checkpointer, period: int, max_to_keep: int | None = None, file_prefix: str = "model"):
         if period <= 0:
@@ -90,12 +92,22 @@ class PeriodicCheckpointer(HookBase):
         is_last = iteration >= max_iter - 1
         if not is_last and (iteration + 1) % self.period != 0:
             return
-        self.trainer.gather_rng_states()
         name = f"{self.file_prefix}_final" if is_last else f"{self.file_prefix}_{iteration:07d}"
+        self._stop_if_not_finite(name)  # DDP replicas are equal: every rank stops here, or none does
+        self.trainer.gather_rng_states()
         if comm.is_main_process():
             self.checkpointer.save(name, iteration=iteration)
             if not is_last:
                 self._remove_old(name)
+
+    def _stop_if_not_finite(self, name: str) -> None:
+        state = self.checkpointer.model.state_dict()
+        bad = non_finite_tensors(state)
+        if bad:
+            raise FloatingPointError(
+                f"After iteration={self.trainer.iter} {len(bad)} of the model's {len(state)} tensors hold NaN "
+                f"or Inf (e.g. {bad[0]}): {name}.pth was not written. {self.trainer.what_to_try()}"
+            )
 
     def _remove_old(self, name: str) -> None:
         self._recent.append(name)

@@ -32,7 +32,14 @@ def find_free_port() -> int:
 
 
 def check_device(device: str, num_per_machine: int = 1) -> None:
-    """Fail early, with the fix, when ``device`` is CUDA but CUDA (or enough GPUs) is missing."""
+    """Fail early, with the fix, when ``device`` is not a torch device (ValueError), or is CUDA but CUDA (or
+    enough GPUs) is missing (RuntimeError)."""
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"train.device={device!r} is not a device: use cpu, cuda or cuda:N (e.g. train.device=cpu)"
+        ) from None
     if not str(device).startswith("cuda"):
         return
     if not torch.cuda.is_available():

@@ -2,6 +2,7 @@
 stage, applied to an optimizer by ``LRMultiplier`` at every iteration."""
 
 import logging
+import math
 
 import torch
 from fvcore.common.param_scheduler import ParamScheduler
@@ -79,8 +80,24 @@ class LRMultiplier(LRScheduler):
         return {"base_lrs": self.base_lrs, "last_epoch": self.last_epoch, "max_iter": self._max_iter}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.base_lrs = list(state_dict["base_lrs"])
+        """Continue the saved schedule. When this run's optimizer was built with other lrs than the
+        checkpoint's (``--resume optimizer.lr=...`` after a NaN stop), the new ones win: the schedule goes on
+        from the saved iteration with them, and a warning says so. Call it after the optimizer's own
+        ``load_state_dict``, which restores the saved lrs (the checkpointer loads "trainer" first)."""
+        configured = list(self.base_lrs)  # this run's initial lrs, from its config
+        saved = [float(lr) for lr in state_dict["base_lrs"]]
         self.last_epoch = int(state_dict["last_epoch"])
+        changed = len(saved) == len(configured) and any(
+            not math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0) for a, b in zip(saved, configured)
+        )
+        self.base_lrs = configured if changed else saved
+        if changed:
+            for group, base_lr, lr in zip(self.optimizer.param_groups, configured, self.get_lr()):
+                group["initial_lr"], group["lr"] = base_lr, lr
+            logger.warning(
+                f"Resuming with base lrs {_short(configured)} instead of the checkpoint's {_short(saved)}: "
+                f"the lr schedule continues from iteration {self.last_epoch} with the new ones"
+            )
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
         saved_max_iter = state_dict.get("max_iter")  # absent in checkpoints of earlier versions
         if saved_max_iter is not None and int(saved_max_iter) != self._max_iter:
@@ -96,6 +113,10 @@ class LRMultiplier(LRScheduler):
     def get_lr(self) -> list[float]:
         factor = self._multiplier(min(self.last_epoch / self._max_iter, 1.0))
         return [base_lr * factor for base_lr in self.base_lrs]
+
+
+def _short(lrs: list[float]) -> str:
+    return "[" + ", ".join(f"{lr:.4g}" for lr in lrs) + "]"
 
 
 def build_lr_scheduler(optimizer: torch.optim.Optimizer, schedule, max_iter: int) -> LRScheduler:

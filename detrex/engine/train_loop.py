@@ -2,6 +2,8 @@
 
 AMP, gradient clipping and model EMA are options of the same Trainer: when off, autocast is a
 ``nullcontext()``, the grad scaler is disabled (a pass-through) and clipping/EMA are skipped.
+A NaN/Inf loss, gradient norm or forward pass stops training with a FloatingPointError before that step's
+update, so the weights stay finite.
 """
 
 import contextlib
@@ -18,9 +20,10 @@ from detrex.utils.env import get_rng_state, set_rng_state
 from detrex.utils.events import EventStorage
 
 from .ema import ModelEMA
+from .non_finite import first_non_finite_output, non_finite_tensors
 from .optimizer import clip_grad_norm
 
-__all__ = ["HookBase", "Trainer"]
+__all__ = ["HookBase", "Trainer", "NonFiniteForwardError"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +40,11 @@ def resolve_amp_dtype(name: str, device_type: str) -> torch.dtype:
     if name not in _AMP_DTYPES:
         raise ValueError(f"train.amp.dtype={name!r}: expected 'auto', 'float16' or 'bfloat16'")
     return _AMP_DTYPES[name]
+
+
+class NonFiniteForwardError(FloatingPointError):
+    """NaN/Inf values in this process's forward pass. Unlike the other non-finite stops of the Trainer (an
+    all-reduced loss, a gradient norm or weights that DDP keeps equal), other ranks may not have met them."""
 
 
 class HookBase:
@@ -99,6 +107,7 @@ class Trainer:
         self.ema = ema
         device_type = next(model.parameters()).device.type
         dtype = resolve_amp_dtype(amp_dtype, device_type)
+        self.amp_enabled = amp_enabled
         self.autocast = torch.autocast(device_type, dtype=dtype) if amp_enabled else contextlib.nullcontext()
         # loss scaling is only needed for float16; disabled, the scaler passes everything through
         self.scaler = torch.amp.GradScaler(device_type, enabled=amp_enabled and dtype == torch.float16)
@@ -141,8 +150,15 @@ class Trainer:
                     for hook in self._hooks:
                         hook.after_step()
                 self.iter = max_iter
-            except Exception:
-                logger.exception(f"Exception during training (iteration {self.iter}):")
+            except KeyboardInterrupt:
+                logger.warning(f"Interrupted during iteration {self.iter}", extra={"console": False})
+                raise
+            except Exception:  # the caller reports it; log.txt keeps the traceback
+                logger.error(
+                    f"Exception during training (iteration {self.iter}):",
+                    exc_info=True,
+                    extra={"console": False},
+                )
                 raise
             finally:
                 for hook in self._hooks:
@@ -164,7 +180,11 @@ class Trainer:
         # activations are stored, which lowers the peak memory by one copy of the gradients
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast:  # nullcontext() when AMP is off
-            loss_dict = self.model(batch)
+            try:
+                loss_dict = self.model(batch)
+            except Exception as error:  # NaN/Inf activations make model code fail in unrelated-looking ways
+                self._stop_if_forward_not_finite(batch, error)
+                raise
         reduced = self.stop_if_not_finite(loss_dict, data_time)  # all-reduced: every rank stops together
         self.scaler.scale(sum(loss_dict.values())).backward()  # scaler is a pass-through unless fp16
         self.clip_and_step()
@@ -173,10 +193,10 @@ class Trainer:
         self.write_metrics(reduced)
 
     def stop_if_not_finite(self, loss_dict: dict[str, torch.Tensor], data_time: float) -> dict[str, float]:
-        """Average the losses (and data time) over ranks in one all-reduce; the step's only host sync.
+        """Average the losses (and data time) over ranks in one all-reduce, the step's first host sync.
 
-        Raises FloatingPointError naming the iteration and the non-finite terms, on every rank, before
-        the update: the weights and the last checkpoint stay as they were.
+        A NaN/Inf loss on any rank makes the average non-finite on every rank: all raise FloatingPointError
+        together, naming the iteration and the terms, before the backward pass and the update.
         """
         if not isinstance(loss_dict, dict):
             raise TypeError(f"model(batch) must return a dict of losses in training, got {type(loss_dict)}")
@@ -190,20 +210,70 @@ class Trainer:
         reduced = dict(zip(names, losses))
         bad = [k for k, v in reduced.items() if not math.isfinite(v)]
         if bad:
+            shown = ", ".join(f"{k}={v:.4g}" for k, v in reduced.items())
             raise FloatingPointError(
-                f"Loss became infinite or NaN at iteration={self.iter}: {', '.join(bad)} "
-                f"(rank-averaged loss_dict = {reduced}). Training stopped before this step's update; the "
-                "last checkpoint is untouched. Try a lower lr, train.clip_grad.enabled=True or AMP off."
+                f"Loss became infinite or NaN at iteration={self.iter}: {', '.join(bad)} (rank-averaged: "
+                f"{shown}). Training stopped before this step's update. {self.what_to_try()}"
             )
         reduced["data_time"] = data_time
         return reduced
 
     def clip_and_step(self) -> None:
+        """Clip the gradients (when on) and step the optimizer, unless their total norm is not finite.
+
+        The norm is one number per step, the one clipping computes anyway. DDP has averaged the gradients
+        over ranks, so every rank sees the same norm and all stop together, before the update: the weights
+        stay finite. With fp16 loss scaling an overflow is routine: the scaler skips that step itself and
+        lowers its scale.
+        """
+        self.scaler.unscale_(self.optimizer)  # the true gradients, not the loss-scaled ones (no-op if off)
         if self.clip_grad_params is not None:
-            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the loss-scaled ones
-            clip_grad_norm(self.model.parameters(), **self.clip_grad_params)
+            norm = clip_grad_norm(self.model.parameters(), **self.clip_grad_params)
+        else:
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            norm = torch.nn.utils.get_total_norm(grads) if grads else None
+        if norm is not None and not self.scaler.is_enabled() and not math.isfinite(norm.item()):
+            raise FloatingPointError(
+                f"The gradient norm became {norm.item()} at iteration={self.iter} (the losses were finite). "
+                f"Training stopped before this step's update. {self.what_to_try()}"
+            )
         self.scaler.step(self.optimizer)
         self.scaler.update()
+
+    def _stop_if_forward_not_finite(self, batch, error: Exception) -> None:
+        """After a forward pass that raised: when NaN/Inf values were behind it, raise FloatingPointError
+        saying where they first appeared (weights blown up by a too large lr give NaN boxes, and the
+        matcher then fails on them in an unrelated-looking way). Returns when nothing was non-finite."""
+        if isinstance(error, torch.OutOfMemoryError):
+            return
+        model = getattr(self.model, "module", self.model)  # DDP / torch.compile wrap the model
+        bad = non_finite_tensors(dict(model.named_parameters()))
+        if bad:
+            what = f"{len(bad)} weight tensors hold NaN/Inf (e.g. {bad[0]})"
+        else:
+            first = first_non_finite_output(model, batch)
+            if first is None:
+                return
+            size, name = max(
+                (p.detach().abs().max().item(), n) for n, p in model.named_parameters() if p.numel()
+            )
+            what = (
+                f"the forward pass produced NaN/Inf, first in the output of {first}; the weights are finite, "
+                f"but the largest is {size:.3g} ({name})"
+            )
+        raise NonFiniteForwardError(
+            f"At iteration={self.iter} {what}. Training stopped before this step's update. {self.what_to_try()}"
+        ) from error
+
+    def what_to_try(self) -> str:
+        """The remedies for a non-finite loss, gradient or weight, for this run's settings."""
+        lr = max(group["lr"] for group in self.optimizer.param_groups)
+        tips = [f"a lower optimizer.lr (this step's lr: {lr:.3g})"]
+        if self.amp_enabled:
+            tips.append("AMP off (train.amp.enabled=False)")
+        if self.clip_grad_params is None:
+            tips.append("gradient clipping (train.clip_grad.enabled=True)")
+        return f"Try {' or '.join(tips)}."
 
     def write_metrics(self, reduced: dict[str, float]) -> None:
         reduced = dict(reduced)

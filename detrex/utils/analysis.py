@@ -7,17 +7,47 @@ inputs and outputs are tensors. `DetectorTensorWrapper` runs the detector unchan
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from collections import Counter
 
 import torch
-from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis
-from fvcore.nn.jit_handles import get_shape
 from torch import nn
 
 from detrex.layers import box_cxcywh_to_xyxy
 from detrex.structures import ImageList
 
-__all__ = ["DetectorTensorWrapper", "ExportableDetector", "flop_count_analysis", "activation_count_analysis"]
+with warnings.catch_warnings():  # fvcore.nn scripts a loss at import, which torch now calls deprecated
+    warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
+    from fvcore.nn import (
+        ActivationCountAnalysis,
+        FlopCountAnalysis,
+        flop_count_table,
+        parameter_count_table,
+    )
+    from fvcore.nn.jit_handles import get_shape
+
+__all__ = [
+    "DetectorTensorWrapper",
+    "ExportableDetector",
+    "flop_count_analysis",
+    "activation_count_analysis",
+    "flop_count_table",
+    "parameter_count_table",
+    "quiet_tracing",
+]
+
+
+@contextlib.contextmanager
+def quiet_tracing():
+    """Hide what torch says while tracing a detector at one fixed input size: TracerWarnings (Python values
+    taken from shapes become constants, as intended here) and the deprecation notices of the TorchScript
+    ONNX exporter, which the export tool uses on purpose."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+        yield
 
 
 class DetectorTensorWrapper(nn.Module):

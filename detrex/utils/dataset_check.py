@@ -267,11 +267,14 @@ def _model_num_classes(cfg) -> int | None:
     return None
 
 
-def check_model_classes(cfg, scan_annotations: bool = False) -> None:
+def check_model_classes(
+    cfg, scan_annotations: bool = False, splits: Sequence[str] = ("train", "test")
+) -> None:
     """Fail early when the model's `num_classes` does not fit the configured datasets.
 
     Reads `cfg.model.num_classes` (or `cfg.model.criterion.num_classes`) and the names in
-    `cfg.dataloader.{train,test}.dataset.names`, and compares each dataset's `thing_classes` with
+    `cfg.dataloader.<split>.dataset.names` for each of `splits` (evaluation alone: ("test",)), and
+    compares each dataset's `thing_classes` with
     it. A dataset without `thing_classes` in its metadata, or every dataset when `scan_annotations`,
     is loaded and its class ids are checked (this reads the annotation file again).
 
@@ -285,7 +288,7 @@ def check_model_classes(cfg, scan_annotations: bool = False) -> None:
         logger.warning("check_model_classes: the config has no model.num_classes; skipped")
         return
     errors = []
-    names = config_dataset_names(cfg, "train") + config_dataset_names(cfg, "test")
+    names = [name for split in splits for name in config_dataset_names(cfg, split)]
     for name in dict.fromkeys(names):  # unique, in order
         class_names = MetadataCatalog.get(name).get("thing_classes", None)
         errors += check_num_classes(num_classes, class_names, name)

@@ -1,6 +1,8 @@
 """Rank-aware logging set-up in detectron2's format: ``[11/21 20:14:58 detrex.engine.train_loop]: ...``.
 
 Rank 0 prints to the console; every rank writes its own file (``log.txt``, ``log.txt.rank1``, ...).
+A record logged with ``extra={"console": False}`` (a model dump, a traceback already summed up in one line)
+goes to the file only.
 """
 
 import functools
@@ -67,6 +69,7 @@ def setup_logger(
         console = logging.StreamHandler(stream=sys.stdout)
         console.setLevel(logging.DEBUG)
         console.setFormatter(_ColorfulFormatter(header + "%(message)s", name, abbrev_name, use_color))
+        console.addFilter(lambda record: getattr(record, "console", True))
         logger.addHandler(console)
 
     if output is not None:

@@ -24,7 +24,7 @@ TRAIN = dict(
     log_period=20,
     device="cuda",
     seed=-1,
-    clip_grad=dict(enabled=False, params=dict(max_norm=0.1, norm_type=2)),
+    clip_grad=dict(enabled=False, params=dict(max_norm=0.1, norm_type=2.0)),
     model_ema=dict(enabled=False, decay=0.999, use_ema_weights_for_eval_only=False),
     fast_dev_run=dict(enabled=False, eval_batches=4),
     epochs=None,

@@ -154,12 +154,44 @@ def test_a_word_where_a_number_or_flag_is_expected(cfg):
         LazyConfig.apply_overrides(cfg, ["train.amp.enabled=yes"])
     assert cfg.train.max_iter == 100 and cfg.train.amp.enabled is False
     # numbers for numbers, an explicit string (quoted), None, an interpolation and ++ stay possible
-    LazyConfig.apply_overrides(cfg, ["optimizer.lr=1", "train.max_iter=2e3", "model.encoder.num_layers=None"])
-    assert cfg.optimizer.lr == 1 and cfg.train.max_iter == 2000.0 and cfg.model.encoder.num_layers is None
+    LazyConfig.apply_overrides(
+        cfg, ["optimizer.lr=1", "train.max_iter=2000", "model.encoder.num_layers=None"]
+    )
+    assert cfg.optimizer.lr == 1 and cfg.train.max_iter == 2000 and cfg.model.encoder.num_layers is None
     LazyConfig.apply_overrides(cfg, ["train.max_iter='abc'", "++train.amp.enabled=auto"])
     assert cfg.train.max_iter == "abc" and cfg.train.amp.enabled == "auto"
     LazyConfig.apply_overrides(cfg, ["model.extras.head.embed_dim=${model.encoder.num_layers}"])
     assert cfg.model.extras.head.embed_dim is None  # follows model.encoder.num_layers
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.max_iter=1e3", "train.max_iter holds int 100, and 1e3 is the float 1000.0; write it as a whole "
+         "number: train.max_iter=1000"),
+        ("model.encoder.num_layers=3.5", "model.encoder.num_layers holds int 2, and 3.5 is not a whole number; "
+         "model.encoder.num_layers takes an integer, e.g. model.encoder.num_layers=3"),
+        ("train.max_iter=inf", "train.max_iter holds int 100, and inf is not a whole number; train.max_iter "
+         "takes an integer"),
+        ("train.max_iter=True", "train.max_iter holds int 100, and True is a bool; write a number"),
+        ("optimizer.lr=False", "optimizer.lr holds float 0.0002, and False is a bool; write a number"),
+        ("train.amp.enabled=1", "train.amp.enabled holds bool False, and 1 is not one; write "
+         "train.amp.enabled=True or train.amp.enabled=False"),
+    ],
+)  # fmt: skip
+def test_a_number_of_the_wrong_kind_is_refused(cfg, override, message):
+    before = OmegaConf.to_container(cfg)
+    with pytest.raises(ConfigOverrideError) as info:
+        LazyConfig.apply_overrides(cfg, [override])
+    assert str(info.value) == f"override {override!r}: {message}"
+    assert OmegaConf.to_container(cfg) == before  # nothing was set
+
+
+def test_numbers_that_fit_their_key_are_kept(cfg):
+    LazyConfig.apply_overrides(
+        cfg, ["optimizer.lr=inf", "optimizer.lr=1", "train.max_iter=-3", "++train.max_iter=2.5"]
+    )
+    assert cfg.optimizer.lr == 1 and cfg.train.max_iter == 2.5  # ++ sets whatever it is given
 
 
 def test_a_list_with_bare_words_is_refused(cfg):

@@ -9,10 +9,14 @@ from torch import nn
 
 from detrex.config import ConfigOverrideError, LazyConfig
 from detrex.engine import (
+    check_device,
+    check_output_dir,
     create_ddp_model,
     default_argument_parser,
     default_setup,
     device_from_args,
+    fit_loader_workers,
+    remove_stale_checkpoint_temporaries,
     resolve_max_iter,
 )
 
@@ -82,3 +86,66 @@ def test_device_from_args_applies_overrides():
         device_from_args(parse(["--config-file", config, "train.devise=cpu"]))
     with pytest.raises(ValueError, match="--config-file is required"):
         device_from_args(parse([]))
+
+
+def test_default_setup_writes_into_the_folder_it_is_given(tmp_path):
+    cfg = LazyConfig.load("configs/common/train.py")
+    cfg.train.output_dir = str(tmp_path / "run")
+    args = argparse.Namespace(config_file="", resume=False, eval_only=True, opts=[])
+    default_setup(cfg, args, output_dir=str(tmp_path / "run" / "inference"))  # what --eval-only does
+    assert sorted(os.listdir(tmp_path / "run" / "inference")) == ["config.yaml", "log.txt"]
+    assert sorted(os.listdir(tmp_path / "run")) == ["inference"]  # the training run's files stay as they are
+
+
+def test_output_dir_that_cannot_be_written(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    for output_dir, error in [("a_file", FileExistsError), ("a_file/run", NotADirectoryError)]:
+        with pytest.raises(error) as info:
+            check_output_dir(str(tmp_path / output_dir))
+        assert str(info.value) == (
+            f"train.output_dir={str(tmp_path / output_dir)!r}: cannot write there ({tmp_path / 'a_file'} is a "
+            "file). Set train.output_dir to a folder you can write, e.g. train.output_dir=./output/my_run"
+        )
+    check_output_dir(str(tmp_path / "new" / "run"))
+    assert (tmp_path / "new" / "run").is_dir() and os.listdir(tmp_path / "new" / "run") == []
+
+
+def test_a_device_torch_does_not_know_lists_the_choices():
+    with pytest.raises(ValueError) as info:
+        check_device("gpu")
+    assert (
+        str(info.value)
+        == "train.device='gpu' is not a device: use cpu, cuda or cuda:N (e.g. train.device=cpu)"
+    )
+    check_device("cpu")
+
+
+def test_loader_workers_fit_the_cpu_cores(detrex_logs, monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    cfg = OmegaConf.create(
+        {"dataloader": {"train": {"num_workers": 16}, "test": {"num_workers": 4}, "evaluator": {}}}
+    )
+    fit_loader_workers(cfg, overrides=[])
+    assert cfg.dataloader.train.num_workers == 2 and cfg.dataloader.test.num_workers == 2
+    assert [r.getMessage() for r in detrex_logs.records] == [
+        "dataloader.train.num_workers=16 and dataloader.test.num_workers=4 lowered to 2: this machine has 2 CPU "
+        "cores for 1 training process(es); give num_workers on the command line to choose"
+    ]
+    cfg = OmegaConf.create({"dataloader": {"train": {"num_workers": 16}, "test": {"num_workers": 1}}})
+    fit_loader_workers(cfg, overrides=["dataloader.train.num_workers=16"])  # asked for: kept
+    assert cfg.dataloader.train.num_workers == 16 and cfg.dataloader.test.num_workers == 1
+    assert len(detrex_logs.records) == 1
+
+
+def test_stale_checkpoint_temporaries_are_removed(tmp_path, detrex_logs):
+    stale = tmp_path / ".model_0000999.pth.k2j3h4.tmp"
+    stale.write_bytes(b"x" * 2**20)  # what a save killed before its rename leaves
+    kept = ["model_0000999.pth", "last_checkpoint", ".metrics.json.abc.tmp", "notes.tmp"]
+    for name in kept:
+        (tmp_path / name).write_text("")
+    remove_stale_checkpoint_temporaries(str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == sorted(kept)
+    assert detrex_logs.records[-1].getMessage() == (
+        f"Removed 1 temporary file(s) of interrupted checkpoint saves in {tmp_path} (1.0 MiB): "
+        ".model_0000999.pth.k2j3h4.tmp"
+    )

@@ -76,6 +76,33 @@ def test_resuming_towards_another_max_iter_says_the_schedule_stretches(caplog):
     assert f"from {multiplier(20 / 30):.4g} to {multiplier(20 / 40):.4g}" in caplog.text
 
 
+def test_resuming_with_another_lr_continues_the_schedule_with_it(caplog):
+    """--resume optimizer.lr=... (say after a NaN stop): the new lrs win over the checkpoint's."""
+    multiplier = CosineParamScheduler(1.0, 0.0)
+    trained = _optimizer()
+    LRMultiplier(trained, multiplier, max_iter=40)
+    saved_optimizer = trained.state_dict()  # holds lr and initial_lr 1e-4 / 1e-5
+    opt = _optimizer(lr=3e-5)
+    sched = LRMultiplier(opt, multiplier, max_iter=40)
+    opt.load_state_dict(saved_optimizer)
+    with caplog.at_level("WARNING", logger="detrex.engine.lr_scheduler"):
+        sched.load_state_dict({"base_lrs": [1e-4, 1e-5], "last_epoch": 20, "max_iter": 40})
+    assert sched.base_lrs == pytest.approx([3e-5, 3e-6])
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx(
+        [3e-5 * multiplier(0.5), 3e-6 * multiplier(0.5)]
+    )
+    assert [g["initial_lr"] for g in opt.param_groups] == pytest.approx([3e-5, 3e-6])
+    assert (
+        "Resuming with base lrs [3e-05, 3e-06] instead of the checkpoint's [0.0001, 1e-05]: the lr schedule "
+        "continues from iteration 20 with the new ones" in caplog.text
+    )
+    opt.step()
+    sched.step()
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx(
+        [3e-5 * multiplier(21 / 40), 3e-6 * multiplier(21 / 40)]
+    )
+
+
 def test_lr_multiplier_rejects_non_fvcore():
     with pytest.raises(TypeError, match="ParamScheduler"):
         LRMultiplier(_optimizer(), lambda where: 1.0, max_iter=10)

@@ -1,9 +1,14 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from detrex.config import LazyConfig, instantiate
 
 TINY = "tests/tools/configs/tiny_conditional_detr.py"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_flops_averaged_over_test_images(tiny_shapes, script, capsys):
@@ -111,3 +116,24 @@ def test_flop_count_sees_trainable_frozen_norm_convs(grad):
         flops.unsupported_ops_warnings(False)
         assert flops.by_operator()["conv"] == 16 * 8 * 9 * 12 * 10
         assert not any("PythonOp" in op for op in flops.unsupported_ops())
+
+
+def test_counting_downloads_nothing_and_takes_overrides_after_the_tasks(tmp_path):
+    """The R50 configs name an ImageNet URL in train.init_checkpoint: counting must not fetch it (offline
+    machines). Run as a user would; torch's FutureWarning about fvcore's import is not shown either."""
+    unreachable = "http://127.0.0.1:9/resnet50.pth"  # nothing listens on port 9: a download would fail
+    result = subprocess.run(
+        [sys.executable, "tools/analyze_model.py", "--config-file",
+         "projects/conditional_detr/configs/conditional_detr_tiny_synthetic.py", "--tasks", "parameter",
+         f"train.init_checkpoint={unreachable}", "model.num_queries=7"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr == ""
+    assert "| query_embed.weight                  | (7, 128)" in result.stdout  # the override took effect
+    assert "parameters: 2.206 M, trainable 2.206 M" in result.stdout
+
+
+def test_flop_counting_shows_no_tracer_warnings(tiny_shapes, script, capsys, recwarn):
+    script("tools/analyze_model.py").main(["--config-file", TINY, "--tasks", "flop", "-n", "1"])
+    assert [w for w in recwarn if issubclass(w.category, torch.jit.TracerWarning)] == []

@@ -24,6 +24,10 @@ def test_setup_logger_console_format_and_rank_files(tmp_path, capsys):
     text = (tmp_path / "log.txt").read_text()
     assert re.search(rf"\] {name}\.engine\.train_loop INFO: hello\n", text)
 
+    logging.getLogger(name).info("Model:\nBigModel(...)", extra={"console": False})
+    assert capsys.readouterr().out == ""  # a file-only record stays off the console
+    assert re.search(rf"\] {name} INFO: Model:\nBigModel\(\.\.\.\)\n", (tmp_path / "log.txt").read_text())
+
     other = f"detrex_test_{uuid.uuid4().hex[:8]}"
     setup_logger(str(tmp_path), distributed_rank=1, name=other)
     logging.getLogger(other).info("from rank one")

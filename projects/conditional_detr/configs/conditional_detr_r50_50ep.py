@@ -15,7 +15,7 @@ train.log_period = 20
 train.checkpointer.period = 5000
 train.clip_grad.enabled = True
 train.clip_grad.params.max_norm = 0.1
-train.clip_grad.params.norm_type = 2
+train.clip_grad.params.norm_type = 2.0
 train.device = "cuda"
 
 optimizer.lr = 1e-4

@@ -1,0 +1,167 @@
+"""tools/train_net.py ends a user's fault in one line on stderr, with no traceback, and loses nothing.
+
+Each test runs the script in a subprocess on the quick-start config (the tiny Conditional-DETR), trained on a
+4-image dataset in a COCO-format folder of its own, or on the published R50 config over an empty datasets root.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from detrex.data import generate_synthetic_shapes
+
+REPO = Path(__file__).resolve().parents[2]
+QUICKSTART = "projects.conditional_detr.configs.conditional_detr_tiny_synthetic"
+
+CONFIG = """
+from detrex.data import register_coco_instances
+
+from {quickstart} import dataloader, lr_multiplier, model, optimizer, train
+
+register_coco_instances("{name}", {{}}, "{folder}/annotations.json", "{folder}/images")
+dataloader.train.dataset.names = "{name}"
+dataloader.test.dataset.names = "{name}"
+"""
+
+
+@pytest.fixture(scope="module")
+def configs(tmp_path_factory):
+    """{"ok": config on 4 good images, "corrupt": the same images, one JPEG cut in half} and that file."""
+    root = tmp_path_factory.mktemp("faults")
+    paths = {}
+    for kind in ("ok", "corrupt"):
+        folder = root / kind
+        generate_synthetic_shapes(str(folder), 4, seed=0, min_size=96, max_size=128, max_objects=3)
+        paths[kind] = root / f"{kind}.py"
+        name = f"faults_{kind}"
+        paths[kind].write_text(CONFIG.format(quickstart=QUICKSTART, name=name, folder=folder))
+    images = json.loads((root / "corrupt" / "annotations.json").read_text())["images"]
+    broken = root / "corrupt" / "images" / images[1]["file_name"]
+    data = broken.read_bytes()
+    broken.write_bytes(data[: len(data) // 2])
+    paths["broken_image"] = broken
+    return paths
+
+
+def train_net(*args, env=None, timeout=600):
+    return subprocess.run(
+        [sys.executable, "tools/train_net.py", *map(str, args)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def last_checkpoint(output_dir: Path) -> str:
+    return (output_dir / "last_checkpoint").read_text().strip()
+
+
+def assert_checkpoints_finite(output_dir: Path) -> None:
+    files = sorted(output_dir.glob("model_*.pth"))
+    assert files
+    for path in files:
+        for key, value in torch.load(path, map_location="cpu", weights_only=False)["model"].items():
+            if value.is_floating_point():
+                assert torch.isfinite(value).all(), (path.name, key)
+
+
+@pytest.mark.slow
+def test_nan_stops_before_the_update_and_resume_continues_from_a_finite_checkpoint(configs, tmp_path):
+    out = tmp_path / "out"
+    command = ["--config-file", configs["ok"], "optimizer.lr=1e4", f"train.output_dir={out}",
+               "train.max_iter=40", "train.checkpointer.period=1", "train.log_period=1"]  # fmt: skip
+    first = train_net(*command)
+    assert first.returncode == 1, first.stderr[-3000:]
+    line = first.stderr.strip()
+    assert "\n" not in line and "Traceback" not in first.stderr
+    # a gradient norm or a forward pass that went non-finite, within 3-4 iterations
+    assert line.startswith(("FloatingPointError: ", "NonFiniteForwardError: ")) and "iteration=" in line
+    assert "Training stopped before this step's update. Try a lower optimizer.lr" in line
+    checkpoint = out / last_checkpoint(out)
+    assert line.endswith(
+        f"The last checkpoint, {checkpoint}, holds finite weights: --resume continues from it (with the "
+        "optimizer.lr of the command line); if it stops again, start afresh without --resume."
+    )
+    assert_checkpoints_finite(out)
+    assert "Stopped by:\nTraceback" in (out / "log.txt").read_text()  # the traceback is kept in log.txt
+
+    resumed = train_net(*command[:2], "--resume", *command[2:])
+    start = int(checkpoint.stem.split("_")[1]) + 1
+    assert f"Resuming from {checkpoint}" in resumed.stdout
+    assert f"Starting training from iteration {start}\n" in resumed.stdout
+    assert "Traceback" not in resumed.stderr and "degenerate box" not in resumed.stderr
+    if resumed.returncode != 0:  # the same blown-up weights may stop it again, in one line
+        assert resumed.returncode == 1 and resumed.stderr.count("\n") == 1
+        assert resumed.stderr.startswith(("FloatingPointError: ", "NonFiniteForwardError: "))
+    assert_checkpoints_finite(out)
+
+
+def test_eval_only_checks_the_classes_and_logs_in_its_own_folder(configs, tmp_path):
+    result = train_net("--config-file", configs["ok"], "--eval-only", "model.num_classes=3",
+                       f"train.output_dir={tmp_path}")  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr == (
+        "DatasetCheckError: dataset 'faults_ok' has class ids [3, 4] outside [0, 3) = model.num_classes; dataset "
+        "dicts need contiguous ids 0..C-1 (see the metadata's thing_dataset_id_to_contiguous_id), and "
+        "model.num_classes must be at least C\n"
+    )
+    assert sorted(os.listdir(tmp_path)) == ["inference"]  # nothing written over a training run's files
+    assert sorted(os.listdir(tmp_path / "inference")) == ["config.yaml", "log.txt"]
+
+
+def test_missing_coco_folder_is_reported_before_the_model_is_built(tmp_path):
+    env = dict(os.environ, DETREX_DATASETS=str(tmp_path / "datasets"))
+    result = train_net("--config-file", "projects/conditional_detr/configs/conditional_detr_r50_50ep.py",
+                       "train.device=cpu", f"train.output_dir={tmp_path / 'out'}", env=env)  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr == (
+        f"FileNotFoundError: dataset 'coco_2017_train': no {tmp_path}/datasets/coco/annotations/"
+        "instances_train2017.json\n  (root: $DETREX_DATASETS, else $DETECTRON2_DATASETS, else ./datasets). "
+        "Expected layout:\n  coco/annotations/instances_{train,val}2017.json, coco/{train,val}2017/*.jpg\n"
+    )
+    assert "Model: " not in result.stdout
+
+
+@pytest.mark.slow
+def test_corrupt_image_is_reported_once_with_the_check_to_run(configs, tmp_path):
+    result = train_net("--config-file", configs["corrupt"], f"train.output_dir={tmp_path}", "train.max_iter=3",
+                       "dataloader.train.num_workers=2")  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    broken = configs["broken_image"]
+    assert result.stderr == (
+        f"ImageReadError: cannot decode image {broken}: OSError: image file is truncated (4 bytes not processed) "
+        f"(image_id 2). Find every such file with: python tools/check_dataset.py --config-file "
+        f"{configs['corrupt']} --verify-images\n"
+    )
+    assert result.stdout.count(str(broken)) == 0  # said once, on stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_where_training_stopped_and_how_to_resume(configs, tmp_path):
+    command = [sys.executable, "tools/train_net.py", "--config-file", configs["ok"], f"train.output_dir={tmp_path}",
+               "train.max_iter=1000", "train.checkpointer.period=2"]  # fmt: skip
+    proc = subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        while proc.poll() is None and not (tmp_path / "last_checkpoint").exists():
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr[-3000:]
+    checkpoint = tmp_path / last_checkpoint(tmp_path)
+    assert stderr.startswith("Interrupted during iteration ")
+    assert stderr.endswith(f". --resume continues from {checkpoint}.\n") and stderr.count("\n") == 1
+    assert "Traceback" not in stdout
