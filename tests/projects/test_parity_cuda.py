@@ -1,10 +1,9 @@
 """The parity cases (tests/fixtures/parity/README.md) on the GPU, through the same public API as the CPU
 tests: LazyConfig -> instantiate -> DetectionCheckpointer.load -> .to("cuda") -> model(batched_inputs).
 
-With TF32 off ("ieee" float32 matmuls and convolutions) the CPU tolerances hold. With TF32 on (cuDNN's
-default for convolutions; 10-bit mantissas in the products, float32 sums) the tolerances are
-TF32_TOLERANCES: a ResNet-50 and 12 transformer layers of such products move scores and normalised
-boxes by ~1e-3. Each run records the differences it measured (``record_property("parity", ...)``), which
+With TF32 off ("ieee" float32 matmuls and convolutions) the CPU tolerances hold. With TF32 on ("tf32"
+matmuls and convolutions, as cuDNN's convolutions run by default: 10-bit mantissas in the products,
+float32 sums) the looser TF32_TOLERANCES hold. Each run records the differences it measured (``record_property("parity", ...)``), which
 tools/gpu_check.py copies into its JSON.
 """
 
@@ -28,7 +27,9 @@ from tests.projects.parity_utils import (
 pytestmark = pytest.mark.cuda
 
 CASES = ["anchor_detr_r50_50ep", "conditional_detr_r50_50ep"]
-TF32_TOLERANCES = {"score_atol": 5e-3, "box_atol_frac": 5e-3, "loss_rtol": 5e-3, "loss_atol": 1e-5}
+# about 5x what TF32 moved them when emulated on the CPU (float32 inputs of every matmul and convolution
+# rounded to 10 mantissa bits; torch 2.14.1): scores 3.4e-4, boxes 6.5e-4 of the image side, losses 7.1e-4
+TF32_TOLERANCES = {"score_atol": 2e-3, "box_atol_frac": 3e-3, "loss_rtol": 3e-3, "loss_atol": 1e-5}
 UNBOUNDED = {"score_atol": math.inf, "box_atol_frac": math.inf, "loss_rtol": math.inf, "loss_atol": math.inf}
 
 
