@@ -3,9 +3,10 @@ and gradients close to the float32 step's (TF32 off), and the GradScaler's state
 and restored on resume.
 
 The comparison uses the parity cases' weights and images (tests/fixtures/parity): there the matching
-has a cost margin, so the reduced precision moves the losses, not the assignment. Tolerances (per loss
-relative; cosine and norm ratio of the whole gradient) are about 4x what the same step measured under
-CPU autocast (torch 2.14.1): bf16 per-loss up to LOSS_RTOL_MEASURED, fp16 less.
+has a cost margin, so the reduced precision moves the losses, not the assignment. The tolerances (largest
+relative change of one loss; cosine and norm ratio of the whole gradient) are about 4x what the same step
+changed under CPU autocast (torch 2.14.1, Anchor-DETR / Conditional-DETR): bf16 6.4e-3 / 5.0e-3, cosine
+0.9964 / 0.9972, norm -1.0% / -0.5%; fp16 1.3e-3 / 9.8e-4, cosine 0.99945 / 0.99979, norm -0.15% / -0.05%.
 """
 
 import contextlib
@@ -34,25 +35,32 @@ pytestmark = pytest.mark.cuda
 
 CASES = ["anchor_detr_r50_50ep", "conditional_detr_r50_50ep"]
 TOLERANCES = {
-    "bf16": {"loss_rtol": 3e-2, "grad_cosine": 0.99, "grad_norm_rtol": 5e-2},
-    "fp16": {"loss_rtol": 1e-2, "grad_cosine": 0.999, "grad_norm_rtol": 1e-2},
+    "bf16": {"loss_rtol": 2.5e-2, "grad_cosine": 0.985, "grad_norm_rtol": 5e-2},
+    "fp16": {"loss_rtol": 5e-3, "grad_cosine": 0.997, "grad_norm_rtol": 1e-2},
 }
 
 
 def losses_and_gradient(model, batch, dtype: str):
     """The step's losses and its whole gradient (float64, one vector) under autocast to ``dtype``
-    ("fp32": none); fp16 scales the loss with a GradScaler and unscales the gradient, as the Trainer does."""
+    ("fp32": none). fp16 scales the loss with a GradScaler and unscales the gradient, as the Trainer does;
+    a step whose scaled gradient overflowed is redone at the halved scale, as training does."""
     amp = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=0.0)  # unscale_ works on an optimizer's parameters
+    optimizer = torch.optim.SGD(params, lr=0.0)  # unscale_ and step need one; lr 0 keeps the weights
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == "fp16")
-    optimizer.zero_grad(set_to_none=True)
-    torch.manual_seed(0)
-    with torch.autocast("cuda", dtype=amp) if amp is not None else contextlib.nullcontext():
-        losses = model(batch)
-    scaler.scale(sum(losses.values())).backward()
-    scaler.unscale_(optimizer)
-    gradient = torch.cat([p.grad.flatten().double() for p in params if p.grad is not None])
+    for _ in range(8):
+        optimizer.zero_grad(set_to_none=True)
+        torch.manual_seed(0)
+        with torch.autocast("cuda", dtype=amp) if amp is not None else contextlib.nullcontext():
+            losses = model(batch)
+        scaler.scale(sum(losses.values())).backward()
+        scaler.unscale_(optimizer)
+        gradient = torch.cat([p.grad.flatten().double() for p in params if p.grad is not None])
+        scale = scaler.get_scale()
+        scaler.step(optimizer)
+        scaler.update()
+        if not scaler.is_enabled() or scaler.get_scale() >= scale:  # the scale halves after an overflow
+            break
     return {k: float(v) for k, v in losses.items()}, gradient
 
 

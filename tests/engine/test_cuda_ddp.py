@@ -4,6 +4,8 @@ fails at the next forward. One process here (a group of one rank: the reducer an
 with eight); tools/train_net.py with two GPUs is tested in test_cuda_train_net.py.
 """
 
+import inspect
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -13,6 +15,7 @@ from tests.cuda_utils import build_cuda_model, build_optimizer, fp32_precision, 
 
 pytestmark = pytest.mark.cuda
 
+DDP_ARGS = inspect.signature(DistributedDataParallel.__init__).parameters  # torch 2.13 renamed one
 R50_CONFIGS = {
     "anchor_detr": "projects/anchor_detr/configs/anchor_detr_r50_50ep.py",
     "conditional_detr": "projects/conditional_detr/configs/conditional_detr_r50_50ep.py",
@@ -32,8 +35,9 @@ def test_ddp_steps_without_searching_unused_parameters(family, nccl_group):
     _, plain = build_cuda_model(R50_CONFIGS[family], seed=0)
     plain.load_state_dict(model.state_dict())
     assert cfg.train.ddp.find_unused_parameters is False
+    sync_buffers = "forward_sync_buffers" if "forward_sync_buffers" in DDP_ARGS else "broadcast_buffers"
     ddp = DistributedDataParallel(
-        model, device_ids=[0], find_unused_parameters=False, broadcast_buffers=cfg.train.ddp.broadcast_buffers
+        model, device_ids=[0], find_unused_parameters=False, **{sync_buffers: cfg.train.ddp.broadcast_buffers}
     )
     optimizer = build_optimizer(cfg, model)
     batches = [synthetic_batch([(256, 320), (224, 352)], cfg.model.num_classes, seed=s) for s in range(3)]
@@ -54,4 +58,5 @@ def test_ddp_steps_without_searching_unused_parameters(family, nccl_group):
     assert not missing, f"trainable parameters without a gradient: {missing[:5]}"
     for (name, p), q in zip(model.named_parameters(), plain.parameters()):
         if p.requires_grad:
-            torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
+            atol = 1e-5 * float(q.grad.abs().max()) + 1e-12  # atomic sums in the backward differ in order
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=atol, msg=name)

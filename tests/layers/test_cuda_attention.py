@@ -38,7 +38,9 @@ SHAPES = {"encoder": (950, 950, 8, 32, 32), "cross_attention": (300, 950, 8, 64,
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.1])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize(
+    "dtype", [torch.float32, torch.bfloat16, torch.float16], ids=["fp32", "bf16", "fp16"]
+)
 @pytest.mark.parametrize("shape", sorted(SHAPES))
 def test_padded_keys_get_no_weight_in_the_fused_kernel(shape, dtype, dropout, record_property):
     n_q, n_k, heads, d_qk, d_v = SHAPES[shape]
@@ -76,7 +78,7 @@ def test_padded_keys_get_no_weight_in_the_fused_kernel(shape, dtype, dropout, re
         torch.testing.assert_close(gv_changed[~pad], gv[~pad], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 def test_masked_attention_equals_attention_over_the_unpadded_keys(dtype):
     n_q, n_k, heads, d_qk, d_v = SHAPES["cross_attention"]
     generator = torch.Generator(device="cuda").manual_seed(1)

@@ -51,7 +51,13 @@ def test_channels_last_equals_contiguous_on_a_padded_batch(name):
     assert sorted(losses) == sorted(ref_losses)
     for key, value in ref_losses.items():  # the parity tolerances of the losses
         torch.testing.assert_close(losses[key], value, rtol=1e-4, atol=1e-6, msg=key)
+    # gradients: sums over many more products than the losses, in another order (the same comparison on
+    # the CPU, oneDNN, torch 2.14.1: the whole gradient within 1.3e-3 of its norm, layer2 convolutions
+    # within 0.55%; a bias the softmax cancels has a gradient of rounding noise only)
     assert grads.keys() == ref_grads.keys()
+    whole = torch.cat([g.flatten().double() for g in grads.values()])
+    ref_whole = torch.cat([g.flatten().double() for g in ref_grads.values()])
+    assert float((whole - ref_whole).norm() / ref_whole.norm()) <= 5e-3
     for key, value in ref_grads.items():
-        scale = float(value.abs().max())
-        torch.testing.assert_close(grads[key], value, rtol=0, atol=1e-3 * scale + 1e-9, msg=key)
+        diff = float((grads[key].double() - value.double()).norm())
+        assert diff <= 2e-2 * float(value.double().norm()) + 1e-6 * float(ref_whole.norm()), key
