@@ -93,4 +93,4 @@ def test_every_cuda_test_lives_where_gpu_check_collects_them(script):
         if marker.search(path.read_text())
     )
     assert len(marked) >= 5
-    assert marked == gpu_check.cuda_test_files()
+    assert marked == sorted(gpu_check.cuda_test_files())
