@@ -10,6 +10,16 @@ import torch
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` skip where no CUDA device is visible (the CPU machines and CI)."""
+    if torch.cuda.is_available():
+        return
+    needs_cuda = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(needs_cuda)
+
+
 @pytest.fixture(autouse=True)
 def _restore_detrex_logger():
     """setup_logger (called by default_setup in some tests) gives the "detrex" logger its own handlers and

@@ -202,7 +202,7 @@ class Trainer:
             raise TypeError(f"model(batch) must return a dict of losses in training, got {type(loss_dict)}")
         names = list(loss_dict)
         values = torch.stack([loss_dict[k].detach().float().reshape(()) for k in names])
-        values = torch.cat([values, values.new_tensor([data_time])])
+        values = torch.cat([values, torch.full((1,), data_time, device=values.device)])  # filled, not copied
         if comm.get_world_size() > 1:
             dist.all_reduce(values)
             values /= comm.get_world_size()

@@ -49,6 +49,11 @@ class SetCriterion(nn.Module):
     i uses the weight of its base name unless ``weight_dict`` has an explicit "<name>_<i>" entry, so the
     number of decoder layers is never written in a config. A computed loss without a weight is an error.
     Box losses are divided by the number of target boxes averaged over all processes (at least 1).
+
+    ``matcher(outputs, targets)`` returns, per image, (query_idx, target_idx) int64 CPU tensors. On a GPU
+    the matcher's copy of the costs to the CPU is the only point where ``forward`` waits for the device:
+    every layer is matched from that one copy (``HungarianMatcher.match_layers``), and the matched
+    positions go back in one copy that does not wait.
     """
 
     def __init__(
@@ -101,53 +106,73 @@ class SetCriterion(nn.Module):
             raise KeyError(f"SetCriterion: no weight for loss {name!r} in {self.weight_dict}")
         return self.weight_dict[match["base"]]
 
-    def loss_class(self, outputs, targets, indices, num_boxes) -> dict[str, torch.Tensor]:
-        logits = outputs["pred_logits"]  # (B, Q, K)
+    def loss_class(self, logits, batch_idx, query_idx, target_labels, num_boxes) -> dict[str, torch.Tensor]:
+        """logits (B, Q, K); query ``query_idx[j]`` of image ``batch_idx[j]`` is matched to a target of class
+        ``target_labels[j]``; every other query's target is "no object"."""
         target_classes = torch.full(
             logits.shape[:2], self.num_classes, dtype=torch.int64, device=logits.device
         )
-        batch_idx, query_idx = _query_index(indices)
-        target_classes[batch_idx, query_idx] = torch.cat(
-            [t["labels"][j] for t, (_, j) in zip(targets, indices)]
-        )
+        target_classes[batch_idx, query_idx] = target_labels
         # one-hot over K + 1 columns so that "no object" (= num_classes) becomes an all-zero row
         onehot = F.one_hot(target_classes, self.num_classes + 1)[..., :-1].to(logits.dtype)
         loss = sigmoid_focal_loss(logits, onehot, num_boxes, self.alpha, self.gamma) * logits.shape[1]
         return {"loss_class": loss}
 
-    def loss_boxes(self, outputs, targets, indices, num_boxes) -> dict[str, torch.Tensor]:
-        batch_idx, query_idx = _query_index(indices)
-        src = outputs["pred_boxes"][batch_idx, query_idx]  # (n, 4) matched predictions
-        tgt = torch.cat([t["boxes"][j] for t, (_, j) in zip(targets, indices)], dim=0)
-        loss_bbox = F.l1_loss(src, tgt, reduction="none").sum() / num_boxes
-        giou = torch.diag(generalized_box_iou(box_cxcywh_to_xyxy(src), box_cxcywh_to_xyxy(tgt)))
+    def loss_boxes(
+        self, pred_boxes, batch_idx, query_idx, target_boxes, num_boxes
+    ) -> dict[str, torch.Tensor]:
+        """pred_boxes (B, Q, 4) cxcywh; the matched predictions against ``target_boxes`` (n, 4), pair by pair."""
+        src = pred_boxes[batch_idx, query_idx]  # (n, 4) matched predictions
+        loss_bbox = F.l1_loss(src, target_boxes, reduction="none").sum() / num_boxes
+        giou = torch.diag(generalized_box_iou(box_cxcywh_to_xyxy(src), box_cxcywh_to_xyxy(target_boxes)))
         loss_giou = (1 - giou).sum() / num_boxes
         return {"loss_bbox": loss_bbox, "loss_giou": loss_giou}
 
-    def layer_losses(self, outputs, targets, num_boxes) -> dict[str, torch.Tensor]:
-        """Unweighted losses of one decoder layer's outputs, matched independently (fp16 / bf16 outputs of
-        AMP are computed in float32)."""
-        outputs = {k: _at_least_fp32(outputs[k]) for k in ("pred_logits", "pred_boxes")}
-        indices = self.matcher(outputs, targets)
+    def layer_losses(self, layer, positions, labels, boxes, num_boxes) -> dict[str, torch.Tensor]:
+        """Unweighted losses of one decoder layer's outputs. positions: (batch_idx, query_idx, target_idx)
+        of its matched pairs (``matched_positions``); labels (M,), boxes (M, 4): all targets of the batch."""
+        batch_idx, query_idx, target_idx = positions
         losses = {}
         if "class" in self.losses:
-            losses.update(self.loss_class(outputs, targets, indices, num_boxes))
+            losses.update(
+                self.loss_class(layer["pred_logits"], batch_idx, query_idx, labels[target_idx], num_boxes)
+            )
         if "boxes" in self.losses:
-            losses.update(self.loss_boxes(outputs, targets, indices, num_boxes))
+            losses.update(
+                self.loss_boxes(layer["pred_boxes"], batch_idx, query_idx, boxes[target_idx], num_boxes)
+            )
         return losses
 
     def forward(self, outputs: dict, targets: list[dict]) -> dict[str, torch.Tensor]:
-        num_boxes = self.average_num_boxes(targets, outputs["pred_logits"].device)
-        raw = self.layer_losses(outputs, targets, num_boxes)
-        for i, aux in enumerate(outputs.get("aux_outputs", [])):
-            raw.update({f"{k}_{i}": v for k, v in self.layer_losses(aux, targets, num_boxes).items()})
+        layers = [outputs, *outputs.get("aux_outputs", [])]  # the last decoder layer, then aux layers 0 ..
+        # fp16 / bf16 outputs of AMP are matched and their losses computed in float32
+        layers = [{k: _at_least_fp32(layer[k]) for k in ("pred_logits", "pred_boxes")} for layer in layers]
+        device = layers[0]["pred_logits"].device
+        num_boxes = self.average_num_boxes(targets, device)
+        sizes = [len(t["labels"]) for t in targets]
+        matched = matched_positions(self.match(layers, targets), sizes, device)
+        labels = torch.cat([t["labels"] for t in targets])  # (M,): the batch's targets, image by image
+        boxes = torch.cat([t["boxes"] for t in targets])  # (M, 4)
+        raw = {}
+        for i, (layer, positions) in enumerate(zip(layers, matched)):
+            suffix = "" if i == 0 else f"_{i - 1}"
+            layer_raw = self.layer_losses(layer, positions, labels, boxes, num_boxes)
+            raw.update({f"{name}{suffix}": value for name, value in layer_raw.items()})
         return {name: value * self.weight(name) for name, value in raw.items()}
+
+    def match(self, layers: list[dict], targets: list[dict]) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Each layer matched on its own: per layer, per image (query_idx, target_idx). A matcher with
+        ``match_layers`` (HungarianMatcher) does all layers with one device-to-host copy; any other module
+        is called once per layer."""
+        if hasattr(self.matcher, "match_layers"):
+            return self.matcher.match_layers(layers, targets)
+        return [self.matcher(layer, targets) for layer in layers]
 
     @staticmethod
     def average_num_boxes(targets: list[dict], device: torch.device) -> torch.Tensor:
         """Number of target boxes per process, averaged over all processes, at least 1: a 0-dim tensor on
-        ``device`` (no host sync; the losses are divided by it on the device)."""
-        num_boxes = torch.tensor(float(sum(len(t["labels"]) for t in targets)), device=device)
+        ``device`` (filled there, not copied from the host; the losses are divided by it on the device)."""
+        num_boxes = torch.full((), float(sum(len(t["labels"]) for t in targets)), device=device)
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(num_boxes)
         return torch.clamp(num_boxes / get_world_size(), min=1)
@@ -163,8 +188,22 @@ def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
-def _query_index(indices) -> tuple[torch.Tensor, torch.Tensor]:
-    """(batch index, query index) of every matched prediction, image by image."""
-    batch_idx = torch.cat([torch.full_like(q, i) for i, (q, _) in enumerate(indices)])
-    query_idx = torch.cat([q for q, _ in indices])
-    return batch_idx, query_idx
+def matched_positions(
+    indices: list[list[tuple[torch.Tensor, torch.Tensor]]], sizes: list[int], device: torch.device
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Per layer, (batch_idx, query_idx, target_idx) of its matched pairs, int64 tensors on ``device``.
+
+    indices: per layer, per image (query_idx, target_idx) CPU tensors, as the matcher returns them; sizes:
+    targets per image. target_idx counts the batch's targets image by image (``torch.cat`` order). All
+    layers go to the device in one copy that does not wait for it (``non_blocking``): indexing a device
+    tensor with CPU indices would copy them one at a time, each copy waiting for the device's queue."""
+    offsets = [sum(sizes[:i]) for i in range(len(sizes))]  # index of each image's first target
+    per_layer = []
+    for layer in indices:
+        batch_idx = torch.cat([torch.full_like(q, i) for i, (q, _) in enumerate(layer)])
+        query_idx = torch.cat([q for q, _ in layer])
+        target_idx = torch.cat([t + offset for (_, t), offset in zip(layer, offsets)])
+        per_layer.append(torch.stack([batch_idx, query_idx, target_idx]))  # (3, n)
+    lengths = [positions.shape[1] for positions in per_layer]
+    on_device = torch.cat(per_layer, dim=1).to(device, non_blocking=True)
+    return [tuple(positions) for positions in on_device.split(lengths, dim=1)]

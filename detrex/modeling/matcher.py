@@ -21,8 +21,12 @@ class HungarianMatcher(nn.Module):
         outputs: {"pred_logits": (B, Q, K), "pred_boxes": (B, Q, 4) normalised cxcywh}
         targets: list of B dicts {"labels": (n_i,) int64, "boxes": (n_i, 4) normalised cxcywh}
     returns a list of B pairs (query_idx, target_idx), int64 CPU tensors of length min(Q, n_i).
-    The cost matrix of the whole batch is computed at once and moved to the CPU once; only the
-    assignment runs per image.
+    ``match_layers`` matches several decoder layers' predictions to the same targets.
+
+    The assignment runs on the CPU (scipy), so the costs cross from the device to the host, and that copy
+    waits for all the device work queued before it. The cost matrices of the whole batch, and with
+    ``match_layers`` of all decoder layers, are computed on the device and moved in one copy: one wait
+    per training step instead of one per layer and image.
     """
 
     def __init__(
@@ -58,34 +62,49 @@ class HungarianMatcher(nn.Module):
         return pos - neg
 
     @torch.no_grad()
-    def forward(self, outputs: dict, targets: list[dict]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def cost_matrix(self, outputs: dict, targets: list[dict]) -> torch.Tensor:
+        """(B, Q, M) cost of every query of every image against all M targets of the batch, on the
+        outputs' device; only image i's own targets (its block of columns) are used for image i."""
         bs, num_queries = outputs["pred_logits"].shape[:2]
         logits = outputs["pred_logits"].flatten(0, 1)  # (B*Q, K)
         boxes = outputs["pred_boxes"].flatten(0, 1)  # (B*Q, 4)
         tgt_labels = torch.cat([t["labels"] for t in targets])
         tgt_boxes = torch.cat([t["boxes"] for t in targets])  # (M, 4): all images' targets
-
         cost = (
             self.cost_class * self.class_cost(logits, tgt_labels)
             + self.cost_bbox * torch.cdist(boxes, tgt_boxes, p=1)
             + self.cost_giou * -generalized_box_iou(box_cxcywh_to_xyxy(boxes), box_cxcywh_to_xyxy(tgt_boxes))
         )
-        cost = cost.view(bs, num_queries, -1).cpu()  # (B, Q, M)
+        return cost.view(bs, num_queries, -1)
 
+    @torch.no_grad()
+    def forward(self, outputs: dict, targets: list[dict]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return self.match_layers([outputs], targets)[0]
+
+    @torch.no_grad()
+    def match_layers(
+        self, layer_outputs: list[dict], targets: list[dict]
+    ) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+        """``forward`` for each of several layers' outputs (same B, Q, K), with one device-to-host copy."""
+        costs = torch.stack([self.cost_matrix(outputs, targets) for outputs in layer_outputs])  # (L, B, Q, M)
+        costs = costs.cpu()  # the one copy that waits for the device
         sizes = [len(t["boxes"]) for t in targets]
-        indices = []
-        for i, cost_i in enumerate(cost.split(sizes, dim=-1)):  # cost_i: (B, Q, n_i), image i's targets
-            query_idx, target_idx = linear_sum_assignment(cost_i[i])
-            indices.append(
-                (
-                    torch.as_tensor(query_idx, dtype=torch.int64),
-                    torch.as_tensor(target_idx, dtype=torch.int64),
-                )
-            )
-        return indices
+        return [assign(cost, sizes) for cost in costs]
 
     def extra_repr(self) -> str:
         return (
             f"cost_class={self.cost_class}, cost_bbox={self.cost_bbox}, cost_giou={self.cost_giou}, "
             f"cost_class_type={self.cost_class_type!r}, alpha={self.alpha}, gamma={self.gamma}"
         )
+
+
+def assign(cost: torch.Tensor, sizes: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Minimum-cost one-to-one assignment per image. cost: (B, Q, M) CPU tensor whose columns are the
+    images' targets in order (image i owns ``sizes[i]`` of them); returns B int64 (query_idx, target_idx)."""
+    indices = []
+    for i, cost_i in enumerate(cost.split(sizes, dim=-1)):  # cost_i: (B, Q, n_i), image i's targets
+        query_idx, target_idx = linear_sum_assignment(cost_i[i])
+        indices.append(
+            (torch.as_tensor(query_idx, dtype=torch.int64), torch.as_tensor(target_idx, dtype=torch.int64))
+        )
+    return indices

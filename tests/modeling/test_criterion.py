@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from detrex.modeling import SetCriterion
+from detrex.modeling import HungarianMatcher, SetCriterion
+from detrex.modeling.criterion import matched_positions
 
 
 class FixedMatcher(torch.nn.Module):
@@ -86,3 +87,58 @@ def test_missing_or_unknown_weight_is_an_error():
 def test_num_boxes_is_clamped_to_one():
     targets = [{"labels": torch.zeros(0, dtype=torch.int64), "boxes": torch.zeros(0, 4)}]
     assert SetCriterion.average_num_boxes(targets, torch.device("cpu")) == 1.0
+
+
+def test_matched_positions_count_targets_across_the_batch():
+    layer0 = [
+        (torch.tensor([4, 1]), torch.tensor([1, 0])),
+        (torch.tensor([2, 0, 3]), torch.tensor([2, 0, 1])),
+    ]
+    layer1 = [(torch.tensor([0]), torch.tensor([0])), (torch.tensor([5, 6]), torch.tensor([1, 2]))]
+    (b0, q0, t0), (b1, q1, t1) = matched_positions([layer0, layer1], sizes=[2, 3], device=torch.device("cpu"))
+    assert b0.tolist() == [0, 0, 1, 1, 1] and q0.tolist() == [4, 1, 2, 0, 3]
+    assert t0.tolist() == [1, 0, 4, 2, 3]  # image 1's targets start at 2
+    assert b1.tolist() == [0, 1, 1] and q1.tolist() == [0, 5, 6] and t1.tolist() == [0, 3, 4]
+    assert b0.dtype == q0.dtype == t0.dtype == torch.int64
+
+
+class LayerByLayer(torch.nn.Module):
+    """A matcher module with only ``forward``: the criterion calls it once per layer."""
+
+    def __init__(self, matcher):
+        super().__init__()
+        self.matcher = matcher
+        self.calls = 0
+
+    def forward(self, outputs, targets):
+        self.calls += 1
+        return self.matcher(outputs, targets)
+
+
+def test_hungarian_matcher_matches_all_layers_in_one_call():
+    matcher = HungarianMatcher(cost_class=2.0, cost_bbox=5.0, cost_giou=2.0)
+    calls = []
+    match_layers = matcher.match_layers
+    matcher.match_layers = lambda layers, targets: calls.append(len(layers)) or match_layers(layers, targets)
+    weights = {"loss_class": 2.0, "loss_bbox": 5.0, "loss_giou": 2.0}
+    g = torch.Generator().manual_seed(0)
+    outputs, *aux = [
+        {
+            "pred_logits": torch.randn(2, 5, 3, generator=g),
+            "pred_boxes": torch.rand(2, 5, 4, generator=g) * 0.4 + 0.2,
+        }
+        for _ in range(3)
+    ]
+    outputs["aux_outputs"] = aux
+    targets = [
+        {"labels": torch.tensor([0, 2]), "boxes": torch.rand(2, 4, generator=g) * 0.4 + 0.2},
+        {"labels": torch.tensor([1]), "boxes": torch.rand(1, 4, generator=g) * 0.4 + 0.2},
+    ]
+    together = SetCriterion(3, matcher, weights)(outputs, targets)
+    assert calls == [3]  # the last layer and two aux layers, in one call
+    layer_by_layer = LayerByLayer(HungarianMatcher(cost_class=2.0, cost_bbox=5.0, cost_giou=2.0))
+    separate = SetCriterion(3, layer_by_layer, weights)(outputs, targets)
+    assert layer_by_layer.calls == 3
+    assert together.keys() == separate.keys() and len(together) == 9
+    for key in separate:
+        assert_close(together[key], separate[key], rtol=0, atol=0)

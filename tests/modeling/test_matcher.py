@@ -1,6 +1,7 @@
 import itertools
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from detrex.layers import box_cxcywh_to_xyxy, generalized_box_iou
 from detrex.modeling import HungarianMatcher
@@ -67,3 +68,42 @@ def test_matcher_handles_images_without_targets():
     (q0, t0), (q1, t1) = matcher(outputs, targets)
     assert len(q0) == len(t0) == 0
     assert len(q1) == 1 and t1.tolist() == [0]
+
+
+class CountHostCopies(TorchFunctionMode):
+    """Counts the calls that bring tensor data to the host (a wait for the device on a GPU)."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in (torch.Tensor.cpu, torch.Tensor.numpy, torch.Tensor.tolist, torch.Tensor.item):
+            self.count += 1
+        elif func is torch.Tensor.to and "cpu" in map(str, (*args[1:], *(kwargs or {}).values())):
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_match_layers_equals_matching_each_layer_from_one_host_copy():
+    matcher = HungarianMatcher(cost_class=2.0, cost_bbox=5.0, cost_giou=2.0)
+    g = torch.Generator().manual_seed(0)
+    layers = [
+        {
+            "pred_logits": torch.randn(2, 6, 5, generator=g),
+            "pred_boxes": torch.rand(2, 6, 4, generator=g) * 0.4 + 0.2,
+        }
+        for _ in range(3)
+    ]
+    targets = [
+        {"labels": torch.tensor([0, 3, 3]), "boxes": torch.rand(3, 4, generator=g) * 0.4 + 0.2},
+        {"labels": torch.tensor([4]), "boxes": torch.rand(1, 4, generator=g) * 0.4 + 0.2},
+    ]
+    with CountHostCopies() as copies:
+        together = matcher.match_layers(layers, targets)
+    assert copies.count == 1
+    for layer, indices in zip(layers, together):
+        separate = matcher(layer, targets)
+        assert len(indices) == len(separate) == 2
+        for (q, t), (q_ref, t_ref) in zip(indices, separate):
+            assert q.tolist() == q_ref.tolist() and t.tolist() == t_ref.tolist()
