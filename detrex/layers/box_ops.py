@@ -41,24 +41,13 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> tuple[torch.Tensor, t
 def generalized_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     """Pairwise generalized IoU (Rezatofighi et al., 2019) of xyxy boxes, ``(..., N, M)``.
 
-    No epsilon in the denominators, as in the official DETR-family code (detrex adds 1e-6).
-    Degenerate boxes (x1 < x0 or y1 < y0) would give inf / nan and raise ValueError.
+    No epsilon in the denominators, as in the official DETR-family code (detrex adds 1e-6). Boxes must be
+    xyxy with x1 >= x0 and y1 >= y0 (``box_cxcywh_to_xyxy`` of non-negative sizes is); no check is made here,
+    since one would wait for the device on every call: HungarianMatcher checks its costs on the host.
     """
-    _check_not_degenerate(boxes1, "boxes1")
-    _check_not_degenerate(boxes2, "boxes2")
     iou, union = box_iou(boxes1, boxes2)
     top_left = torch.min(boxes1[..., :, None, :2], boxes2[..., None, :, :2])
     bottom_right = torch.max(boxes1[..., :, None, 2:], boxes2[..., None, :, 2:])
     wh = (bottom_right - top_left).clamp(min=0)
     enclosing_area = wh[..., 0] * wh[..., 1]
     return iou - (enclosing_area - union) / enclosing_area
-
-
-def _check_not_degenerate(boxes: torch.Tensor, name: str) -> None:
-    bad = ~(boxes[..., 2:] >= boxes[..., :2]).all(-1)
-    if bad.any():
-        first = boxes[bad][0].tolist()
-        raise ValueError(
-            f"generalized_box_iou: {int(bad.sum())} degenerate box(es) in {name} (x1 < x0 or y1 < y0, "
-            f"or nan), e.g. {first}. Boxes must be xyxy; convert cxcywh with box_cxcywh_to_xyxy."
-        )

@@ -140,15 +140,21 @@ class DETRDetector(nn.Module):
 
     def preprocess_image(self, batched_inputs: list[dict]) -> ImageList:
         """Normalise each uint8 image and pad the batch (bottom / right) into one tensor."""
-        images = [(x["image"].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs]
-        return ImageList.from_tensors(images)
+        images = [x["image"].to(self.device, non_blocking=True) for x in batched_inputs]
+        return ImageList.from_tensors([(x - self.pixel_mean) / self.pixel_std for x in images])
 
     def prepare_targets(self, batched_inputs: list[dict]) -> list[dict]:
-        """Instances (xyxy pixels of each image) -> {"labels", "boxes": cxcywh normalised by the image size}."""
+        """Instances (xyxy pixels of each image) -> {"labels", "boxes": cxcywh normalised by the image size},
+        computed where the loader left them (the host) and copied to the model's device without waiting."""
         targets = []
         for x in batched_inputs:
-            gt = x["instances"].to(self.device)
+            gt = x["instances"]
             h, w = gt.image_size
-            scale = torch.as_tensor([w, h, w, h], dtype=torch.float32, device=self.device)
-            targets.append({"labels": gt.gt_classes, "boxes": box_xyxy_to_cxcywh(gt.gt_boxes.tensor / scale)})
+            boxes = box_xyxy_to_cxcywh(gt.gt_boxes.tensor / gt.gt_boxes.tensor.new_tensor([w, h, w, h]))
+            targets.append(
+                {
+                    "labels": gt.gt_classes.to(self.device, non_blocking=True),
+                    "boxes": boxes.to(self.device, non_blocking=True),
+                }
+            )
         return targets

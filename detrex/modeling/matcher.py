@@ -88,6 +88,11 @@ class HungarianMatcher(nn.Module):
         """``forward`` for each of several layers' outputs (same B, Q, K), with one device-to-host copy."""
         costs = torch.stack([self.cost_matrix(outputs, targets) for outputs in layer_outputs])  # (L, B, Q, M)
         costs = costs.cpu()  # the one copy that waits for the device
+        if not torch.isfinite(costs).all():
+            raise FloatingPointError(
+                "HungarianMatcher: the matching costs are not finite: the predicted boxes or class logits "
+                "hold NaN / Inf (the model's outputs diverged)"
+            )
         sizes = [len(t["boxes"]) for t in targets]
         return [assign(cost, sizes) for cost in costs]
 

@@ -1,5 +1,6 @@
 import itertools
 
+import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
@@ -107,3 +108,14 @@ def test_match_layers_equals_matching_each_layer_from_one_host_copy():
         assert len(indices) == len(separate) == 2
         for (q, t), (q_ref, t_ref) in zip(indices, separate):
             assert q.tolist() == q_ref.tolist() and t.tolist() == t_ref.tolist()
+
+
+def test_non_finite_predictions_are_a_floating_point_error():
+    """Diverged outputs end in a message about them, checked on the host copy of the costs (no extra wait
+    for the device), not in an error about box formats."""
+    torch.manual_seed(0)
+    outputs = {"pred_logits": torch.randn(1, 4, 3), "pred_boxes": torch.rand(1, 4, 4) * 0.3 + 0.2}
+    outputs["pred_boxes"][0, 2] = float("nan")
+    targets = [{"labels": torch.tensor([1]), "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.2]])}]
+    with pytest.raises(FloatingPointError, match="not finite.*diverged"):
+        HungarianMatcher()(outputs, targets)
