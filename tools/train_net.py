@@ -22,8 +22,7 @@ import torch
 import torch.multiprocessing as mp
 from omegaconf import OmegaConf
 
-from detrex.checkpoint import DetectionCheckpointer
-from detrex.checkpoint.conversion import CheckpointFormatError, IncompatibleCheckpointError
+from detrex.checkpoint import CheckpointError, DetectionCheckpointer
 from detrex.config import ConfigOverrideError, LazyConfig, instantiate
 from detrex.data.detection_utils import ImageReadError
 from detrex.engine import (
@@ -56,8 +55,7 @@ FAULTS = (
     FileNotFoundError,  # a dataset, image or checkpoint file that is not there
     ImageReadError,  # an image file that cannot be decoded
     DatasetCheckError,  # the dataset's classes do not fit model.num_classes
-    CheckpointFormatError,
-    IncompatibleCheckpointError,
+    CheckpointError,  # a checkpoint that cannot be found, downloaded, read or fitted to the model
 )
 
 

@@ -98,10 +98,15 @@ class DetectionCheckpointer(Checkpointer):
         """A local file or folder for ``path``, downloading URLs into iopath's cache."""
         if os.path.exists(path):
             return path
+        iopath_logger = logging.getLogger("iopath.common.download")
+        level = iopath_logger.level
+        iopath_logger.setLevel(logging.CRITICAL)  # its "Failed to download" line: ours says more
         try:
             local = self.path_manager.get_local_path(path)
         except OSError as e:  # urllib's URLError / HTTPError, timeouts, refused connections
             raise download_error(path, e) from e
+        finally:
+            iopath_logger.setLevel(level)
         if not os.path.exists(local):
             hint = ""
             if is_hub_id(path):

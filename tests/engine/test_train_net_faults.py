@@ -131,6 +131,19 @@ def test_missing_coco_folder_is_reported_before_the_model_is_built(tmp_path):
     assert "Model: " not in result.stdout
 
 
+def test_failed_download_names_the_url_the_cache_and_the_key(configs, tmp_path):
+    """An offline machine and a URL in train.init_checkpoint (the R50 configs' ImageNet weights)."""
+    url = "http://127.0.0.1:9/resnet50-0676ba61.pth"  # nothing listens on the discard port
+    env = dict(os.environ, FVCORE_CACHE=str(tmp_path / "cache"))
+    result = train_net("--config-file", configs["ok"], f"train.output_dir={tmp_path / 'out'}",
+                       f"train.init_checkpoint={url}", env=env)  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    line = result.stderr.splitlines()[-1]
+    assert line.startswith(f"CheckpointDownloadError: {url}: cannot download {url}")
+    assert str(tmp_path / "cache") in line and "train.init_checkpoint=<local file>" in line
+    assert "Failed to download" not in result.stderr
+
+
 @pytest.mark.slow
 def test_corrupt_image_is_reported_once_with_the_check_to_run(configs, tmp_path):
     result = train_net("--config-file", configs["corrupt"], f"train.output_dir={tmp_path}", "train.max_iter=3",

@@ -1,4 +1,4 @@
-"""detrex.layers.multi_head_attention on the GPU, where it calls scaled_dot_product_attention with a padding
+"""detrex.layers.functional.attention on the GPU, where it calls scaled_dot_product_attention with a padding
 mask: a fused kernel runs (not the math fallback; which one is recorded), and padded keys get no weight:
 changing them changes neither the output nor the gradients of the other keys, and their own gradients
 are exactly zero."""
@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from detrex.layers.attention import multi_head_attention
+from detrex.layers.functional import attention
 
 pytestmark = pytest.mark.cuda
 
@@ -61,7 +61,7 @@ def test_padded_keys_get_no_weight_in_the_fused_kernel(shape, dtype, dropout, re
         keys, values = keys.clone().requires_grad_(), values.clone().requires_grad_()
         torch.manual_seed(0)  # the same dropout mask both times
         with kernels:
-            out = multi_head_attention(q, keys, values, heads, key_padding_mask=pad, dropout_p=dropout)
+            out = attention(q, keys, values, heads, key_padding_mask=pad, dropout_p=dropout)
             out.float().square().sum().backward()
         outputs.append(out)
         grads.append((keys.grad, values.grad))
@@ -87,7 +87,7 @@ def test_masked_attention_equals_attention_over_the_unpadded_keys(dtype):
     v = torch.randn(2, n_k, heads * d_v, device="cuda", generator=generator)
     pad = torch.zeros(2, n_k, dtype=torch.bool, device="cuda")
     pad[1, 600:] = True
-    out = multi_head_attention(q.to(dtype), k.to(dtype), v.to(dtype), heads, key_padding_mask=pad)
+    out = attention(q.to(dtype), k.to(dtype), v.to(dtype), heads, key_padding_mask=pad)
     for i, valid in enumerate((n_k, 600)):  # reference: float64 attention over image i's real keys only
         qi = q[i].double().view(n_q, heads, d_qk).transpose(0, 1)
         ki = k[i, :valid].double().view(valid, heads, d_qk).transpose(0, 1)
