@@ -185,28 +185,47 @@ class Trainer:
             except Exception as error:  # NaN/Inf activations make model code fail in unrelated-looking ways
                 self._stop_if_forward_not_finite(batch, error)
                 raise
-        reduced = self.stop_if_not_finite(loss_dict, data_time)  # all-reduced: every rank stops together
         self.scaler.scale(sum(loss_dict.values())).backward()  # scaler is a pass-through unless fp16
-        self.clip_and_step()
+        grad_norm = self.unscale_and_clip()
+        reduced = self.stop_if_not_finite(loss_dict, grad_norm, data_time)  # every rank stops together
+        self.scaler.step(self.optimizer)  # skips the update when fp16 loss scaling overflowed
+        self.scaler.update()
         if self.ema is not None:
             self.ema.update()
         self.write_metrics(reduced)
 
-    def stop_if_not_finite(self, loss_dict: dict[str, torch.Tensor], data_time: float) -> dict[str, float]:
-        """Average the losses (and data time) over ranks in one all-reduce, the step's first host sync.
+    def unscale_and_clip(self) -> torch.Tensor | None:
+        """The true gradients (loss scaling undone; a no-op without it), clipped when clipping is on. Returns
+        their total norm (the one clipping computes anyway) as a device tensor, None without gradients."""
+        self.scaler.unscale_(self.optimizer)
+        if self.clip_grad_params is not None:
+            return clip_grad_norm(self.model.parameters(), **self.clip_grad_params)
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        return torch.nn.utils.get_total_norm(grads) if grads else None
 
-        A NaN/Inf loss on any rank makes the average non-finite on every rank: all raise FloatingPointError
-        together, naming the iteration and the terms, before the backward pass and the update.
+    def stop_if_not_finite(
+        self, loss_dict: dict[str, torch.Tensor], grad_norm: torch.Tensor | None, data_time: float
+    ) -> dict[str, float]:
+        """Check the losses and the gradient norm before the update, in one all-reduce and one host copy
+        (the step's only wait for the device besides the matcher's).
+
+        A NaN/Inf on any rank makes the average non-finite on every rank (DDP has averaged the gradients
+        already): all raise FloatingPointError together, naming the iteration and what went non-finite,
+        and the weights stay finite. With fp16 loss scaling a non-finite gradient is routine: the scaler
+        skips that step itself and lowers its scale.
         """
         if not isinstance(loss_dict, dict):
             raise TypeError(f"model(batch) must return a dict of losses in training, got {type(loss_dict)}")
         names = list(loss_dict)
         values = torch.stack([loss_dict[k].detach().float().reshape(()) for k in names])
-        values = torch.cat([values, torch.full((1,), data_time, device=values.device)])  # filled, not copied
+        norm = values.new_zeros(1) if grad_norm is None else grad_norm.detach().float().reshape(1)
+        values = torch.cat(
+            [values, norm, torch.full((1,), data_time, device=values.device)]
+        )  # filled, not copied
         if comm.get_world_size() > 1:
             dist.all_reduce(values)
             values /= comm.get_world_size()
-        *losses, data_time = values.tolist()
+        *losses, norm, data_time = values.tolist()
         reduced = dict(zip(names, losses))
         bad = [k for k, v in reduced.items() if not math.isfinite(v)]
         if bad:
@@ -215,30 +234,13 @@ class Trainer:
                 f"Loss became infinite or NaN at iteration={self.iter}: {', '.join(bad)} (rank-averaged: "
                 f"{shown}). Training stopped before this step's update. {self.what_to_try()}"
             )
-        reduced["data_time"] = data_time
-        return reduced
-
-    def clip_and_step(self) -> None:
-        """Clip the gradients (when on) and step the optimizer, unless their total norm is not finite.
-
-        The norm is one number per step, the one clipping computes anyway. DDP has averaged the gradients
-        over ranks, so every rank sees the same norm and all stop together, before the update: the weights
-        stay finite. With fp16 loss scaling an overflow is routine: the scaler skips that step itself and
-        lowers its scale.
-        """
-        self.scaler.unscale_(self.optimizer)  # the true gradients, not the loss-scaled ones (no-op if off)
-        if self.clip_grad_params is not None:
-            norm = clip_grad_norm(self.model.parameters(), **self.clip_grad_params)
-        else:
-            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-            norm = torch.nn.utils.get_total_norm(grads) if grads else None
-        if norm is not None and not self.scaler.is_enabled() and not math.isfinite(norm.item()):
+        if not math.isfinite(norm) and not self.scaler.is_enabled():
             raise FloatingPointError(
-                f"The gradient norm became {norm.item()} at iteration={self.iter} (the losses were finite). "
+                f"The gradient norm became {norm} at iteration={self.iter} (the losses were finite). "
                 f"Training stopped before this step's update. {self.what_to_try()}"
             )
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        reduced["data_time"] = data_time
+        return reduced
 
     def _stop_if_forward_not_finite(self, batch, error: Exception) -> None:
         """After a forward pass that raised: when NaN/Inf values were behind it, raise FloatingPointError

@@ -288,7 +288,9 @@ def test_clip_grad_limits_the_update():
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
     trainer = Trainer(model, None, optimizer, clip_grad_params={"max_norm": 0.5, "norm_type": 2.0})
     (100.0 * model(torch.ones(1, 3)).sum()).backward()  # gradient: 100 everywhere, norm 200
-    trainer.clip_and_step()
+    norm = trainer.unscale_and_clip()
+    optimizer.step()
+    assert norm.item() == pytest.approx(200.0)  # the norm before clipping
     torch.testing.assert_close(model.weight.detach(), w - 0.25, rtol=0, atol=1e-6)  # scaled to norm 0.5
     torch.testing.assert_close(model.bias.detach(), b - 0.25, rtol=0, atol=1e-6)
     with pytest.raises(KeyError, match="max_norm"):
