@@ -1,5 +1,4 @@
-"""The building blocks that layer and model code call: ``dropout``, ``relu_dropout``, ``attention``,
-``conv_norm``.
+"""The building blocks that layer and model code call: ``dropout``, ``attention``, ``conv_norm``.
 
 Each is the plain PyTorch maths of its docstring. On the CPU in float32 a block may hand its work to a kernel
 of ``detrex.layers.cpu_kernels`` that computes the same maths faster or with less memory (the only place
@@ -15,7 +14,7 @@ from torch import nn
 from . import cpu_kernels
 from .batch_norm import FrozenBatchNorm2d
 
-__all__ = ["attention", "conv_norm", "dropout", "relu_dropout"]
+__all__ = ["attention", "conv_norm", "dropout"]
 
 
 def _check_probability(p: float) -> None:
@@ -30,14 +29,6 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     if training and 0.0 < p < 1.0 and cpu_kernels.applies("dropout", x):
         return cpu_kernels.Dropout.apply(x, p)
     return F.dropout(x, p, training)
-
-
-def relu_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
-    """``dropout(relu(x), p, training)``: the hidden layer of a transformer FFN."""
-    _check_probability(p)
-    if training and 0.0 < p < 1.0 and torch.is_grad_enabled() and cpu_kernels.applies("relu_dropout", x):
-        return cpu_kernels.ReluDropout.apply(x, p)
-    return dropout(F.relu(x), p, training)
 
 
 def attention(
@@ -72,7 +63,7 @@ def attention(
 
 
 def conv_norm(x: torch.Tensor, conv: nn.Conv2d, norm: nn.Module | None = None) -> torch.Tensor:
-    """``norm(conv(x))``.
+    """``norm(conv(x))``. ``conv`` and ``norm`` are used for their parameters: their forward hooks do not run.
 
     A FrozenBatchNorm2d (``y = x * s + t`` per channel) is folded into the convolution, ``conv(x, w * s,
     b * s + t)``: the same maths, with one pass over the output instead of three.

@@ -12,7 +12,7 @@ from detrex.structures import Boxes, ImageList, Instances
 
 from .postprocessing import detector_postprocess
 
-__all__ = ["DETRDetector"]
+__all__ = ["DETRDetector", "topk_detections"]
 
 
 class DETRDetector(nn.Module):
@@ -121,20 +121,14 @@ class DETRDetector(nn.Module):
     ) -> list[Instances]:
         """Top-k (query, class) pairs of each image by sigmoid score. logits (B, Q, K), boxes (B, Q, 4)
         normalised cxcywh -> Instances with boxes in pixels of each unpadded input image."""
-        logits, boxes = logits.float(), boxes.float()  # float32 detections also under bf16 / fp16 autocast
-        num_classes = logits.shape[-1]
-        k = min(self.select_box_nums_for_evaluation, logits.shape[1] * num_classes)
-        scores, index = logits.sigmoid().flatten(1).topk(k, dim=1)  # (B, k) over all (query, class) pairs
-        query = torch.div(index, num_classes, rounding_mode="floor")  # (B, k)
-        boxes = torch.gather(box_cxcywh_to_xyxy(boxes), 1, query.unsqueeze(-1).expand(-1, -1, 4))  # (B, k, 4)
+        k = min(self.select_box_nums_for_evaluation, logits.shape[1] * logits.shape[2])
+        scores, classes, boxes = topk_detections(logits, boxes, k)
         results = []
         for i, (h, w) in enumerate(image_sizes):
             pred_boxes = Boxes(boxes[i])
             pred_boxes.scale(scale_x=w, scale_y=h)
             results.append(
-                Instances(
-                    (h, w), pred_boxes=pred_boxes, scores=scores[i], pred_classes=index[i] % num_classes
-                )
+                Instances((h, w), pred_boxes=pred_boxes, scores=scores[i], pred_classes=classes[i])
             )
         return results
 
@@ -158,3 +152,17 @@ class DETRDetector(nn.Module):
                 }
             )
         return targets
+
+
+def topk_detections(
+    logits: torch.Tensor, boxes: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The k best (query, class) pairs of each image by sigmoid score, best first: logits (B, Q, K), boxes
+    (B, Q, 4) normalised cxcywh -> scores (B, k), classes (B, k), boxes (B, k, 4) normalised xyxy, in float32
+    (also under bf16 / fp16 autocast)."""
+    logits, boxes = logits.float(), boxes.float()
+    num_classes = logits.shape[-1]
+    scores, index = logits.sigmoid().flatten(1).topk(k, dim=1)  # over all (query, class) pairs
+    query = torch.div(index, num_classes, rounding_mode="floor")
+    boxes = torch.gather(box_cxcywh_to_xyxy(boxes), 1, query.unsqueeze(-1).expand(-1, -1, 4))
+    return scores, index % num_classes, boxes

@@ -14,7 +14,7 @@ from collections import Counter
 import torch
 from torch import nn
 
-from detrex.layers import box_cxcywh_to_xyxy
+from detrex.modeling.detr_detector import topk_detections
 from detrex.structures import ImageList
 
 with warnings.catch_warnings():  # fvcore.nn scripts a loss at import, which torch now calls deprecated
@@ -128,15 +128,11 @@ class ExportableDetector(nn.Module):
         return outputs["pred_logits"], outputs["pred_boxes"]
 
     def forward(self, images: torch.Tensor, mask: torch.Tensor):
-        logits, boxes = self.raw_outputs(images, mask)
-        num_classes = logits.shape[-1]
-        scores, index = logits.sigmoid().flatten(1).topk(self.topk, dim=1)  # (B, k)
-        query = torch.div(index, num_classes, rounding_mode="floor")
-        boxes = torch.gather(box_cxcywh_to_xyxy(boxes), 1, query.unsqueeze(-1).expand(-1, -1, 4))
+        scores, classes, boxes = topk_detections(*self.raw_outputs(images, mask), self.topk)
         # boxes are relative to each image's unpadded size: read it off the mask
         valid = (~mask).to(boxes.dtype)
         height = valid[:, :, 0].sum(dim=1)  # (B,) rows of the first column that are image
         width = valid[:, 0, :].sum(dim=1)
         size = torch.stack([width, height, width, height], dim=-1)[:, None, :]  # (B, 1, 4)
         boxes = torch.minimum((boxes * size).clamp(min=0), size)
-        return boxes, scores, index % num_classes
+        return boxes, scores, classes

@@ -13,27 +13,25 @@ Kernels (name: maths; when it applies; test in tests/layers/cpu_kernels/):
 ``frozen_norm_conv`` (conv.py): ``conv2d(x, w * s, t)`` for a trainable bias-free convolution followed by a
     FrozenBatchNorm2d (``y = x * s + t``), as a custom autograd Function that saves ``w`` rather than the
     folded ``w * s``: no folded copy of every trainable backbone weight is kept for the backward.
-    ``conv_norm`` in training with a gradient-requiring weight. test_conv.py.
+    ``conv_norm`` in training with a gradient-requiring weight. test_conv_kernels.py.
 ``stride2_weight_grad`` (conv.py): inside ``frozen_norm_conv``'s backward, the weight gradient of a 3x3,
     stride-2, padding-1 convolution as four stride-1 weight gradients over the parity phases of the padded
-    input (the same products, summed in another order). test_conv.py.
+    input (the same products, summed in another order). test_conv_kernels.py.
 ``dropout`` (dropout.py): ``x * m / (1 - p)``, m Bernoulli(1 - p) per element, with m drawn byte-wise from
     numpy's SFC64 generator (seeded from torch's default generator) and saved as bool: the same
     distribution as ``F.dropout``, another random stream. ``dropout`` with 0 < p < 1 in training.
-    test_dropout.py.
-``relu_dropout`` (dropout.py): ``dropout(relu(x))`` saving only its output for the backward (the gradient
-    passes where the output is > 0). ``relu_dropout`` in training with autograd. test_dropout.py.
+    test_dropout_kernels.py.
 ``dropout_attention`` (attention.py): ``softmax(q k^T / sqrt(d) + bias)`` with dropout, times v, saving the
     probabilities and a bool mask (scaled_dot_product_attention's CPU path with dropout keeps three float
-    copies of the weights). ``attention`` in training with dropout > 0. test_attention.py.
+    copies of the weights). ``attention`` in training with dropout > 0. test_attention_kernel.py.
 ``malloc`` (memory.py): glibc keeps freed memory for reuse instead of unmapping every block above 32 MiB,
     so large activations do not pay page faults each step. Process-wide, set by ``prepare_cpu_process``
-    (train_net and the tools on the CPU). test_memory.py.
+    (train_net and the tools on the CPU). test_malloc_kernel.py.
 """
 
 from .attention import DropoutAttention
 from .conv import ConvFrozenNorm
-from .dropout import Dropout, ReluDropout
+from .dropout import Dropout
 from .memory import keep_freed_memory
 from .switch import ENV_VAR, KERNELS, active_kernels, applies, set_cpu_kernels, use_cpu_kernels
 
@@ -43,7 +41,6 @@ __all__ = [
     "ConvFrozenNorm",
     "Dropout",
     "DropoutAttention",
-    "ReluDropout",
     "active_kernels",
     "applies",
     "prepare_cpu_process",

@@ -1,4 +1,4 @@
-"""Dropout on the CPU with bool masks drawn from numpy's SFC64 generator (kernels "dropout", "relu_dropout")."""
+"""Dropout on the CPU with bool masks drawn from numpy's SFC64 generator (kernel "dropout")."""
 
 import numpy as np
 import torch
@@ -58,19 +58,3 @@ class Dropout(torch.autograd.Function):
     def backward(ctx, grad_out):
         (keep,) = ctx.saved_tensors
         return apply_keep_mask(grad_out, keep, ctx.keep_scale), None
-
-
-class ReluDropout(torch.autograd.Function):
-    """dropout(relu(x)), saving only its output: the gradient passes where the output is > 0."""
-
-    @staticmethod
-    def forward(ctx, x, p):
-        ctx.keep_scale = 1.0 / (1.0 - p)
-        out = apply_keep_mask(x, keep_mask(x, p), ctx.keep_scale).relu_()  # the mask's scale is >= 0
-        ctx.save_for_backward(out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        (out,) = ctx.saved_tensors
-        return torch.ops.aten.threshold_backward(grad_out, out, 0).mul_(ctx.keep_scale), None

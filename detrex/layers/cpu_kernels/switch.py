@@ -14,7 +14,6 @@ KERNELS = (
     "frozen_norm_conv",
     "stride2_weight_grad",
     "dropout",
-    "relu_dropout",
     "dropout_attention",
     "malloc",
 )

@@ -1,5 +1,5 @@
-"""Kernels "dropout" and "relu_dropout": the same maths as F.dropout / F.relu with the same mask, the keep
-rate of the byte-wise draw, and what they save for the backward."""
+"""Kernel "dropout": the same maths as F.dropout with the same mask, the keep
+rate of the byte-wise draw, and what it saves for the backward."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ from torch.testing import assert_close
 
 from detrex.layers import cpu_kernels
 from detrex.layers.cpu_kernels import dropout as dropout_kernel
-from detrex.layers.functional import dropout, relu_dropout
+from detrex.layers.functional import dropout
 
 
 def test_keep_mask_rate_independence_and_seeding():
@@ -49,30 +49,27 @@ def test_keep_mask_decides_byte_by_byte_as_one_32_bit_comparison(monkeypatch):
     assert abs(rate - 0.0045) < 0.0002
 
 
-def test_dropout_and_relu_dropout_equal_the_plain_maths_with_the_same_mask(fixed_masks):
+def test_dropout_equals_the_plain_maths_with_the_same_mask(fixed_masks):
     x = torch.randn(6, 7, dtype=torch.float32, requires_grad=True)
     with cpu_kernels.use_cpu_kernels(True):
         out = dropout(x, 0.3)
-        out_relu = relu_dropout(x, 0.3)
     mask = fixed_masks[x.shape]
     assert_close(out, x * mask / 0.7)
-    assert_close(out_relu, torch.relu(x) * mask / 0.7)
     grad = torch.randn(6, 7)
     assert_close(torch.autograd.grad(out, x, grad)[0], grad * mask / 0.7)
-    assert_close(torch.autograd.grad(out_relu, x, grad)[0], grad * mask * (x > 0) / 0.7)
     xd = x.detach().double().requires_grad_(True)
     assert torch.autograd.gradcheck(lambda t: dropout_kernel.Dropout.apply(t, 0.3), (xd,))
-    assert torch.autograd.gradcheck(lambda t: dropout_kernel.ReluDropout.apply(t, 0.3), (xd,))
 
 
-@pytest.mark.parametrize("block, saved_dtypes", [(dropout, [torch.bool]), (relu_dropout, [torch.float32])])
-def test_what_the_kernels_save(block, saved_dtypes):
-    """dropout keeps a bool mask (1 byte per element), relu_dropout its output only."""
+def test_the_kernel_saves_a_bool_mask_only():
+    """1 byte per element for the backward; F.dropout's CPU path saves a float mask."""
     x = torch.randn(64, 32, requires_grad=True)
-    saved = []
-    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
-        block(x, 0.3)
-    assert [t.dtype for t in saved] == saved_dtypes
+    for enabled, dtypes in ((True, [torch.bool]), (False, [torch.float32])):
+        saved = []
+        with cpu_kernels.use_cpu_kernels(enabled):
+            with torch.autograd.graph.saved_tensors_hooks(lambda t, s=saved: s.append(t) or t, lambda t: t):
+                dropout(x, 0.3)
+        assert [t.dtype for t in saved] == dtypes
 
 
 def test_plain_path_statistics_when_off():
@@ -88,13 +85,10 @@ def test_plain_path_statistics_when_off():
 def test_probability_checks_and_identity_outside_training():
     x = torch.ones(10)
     assert dropout(x, 0.25, training=False) is x
-    assert torch.equal(dropout(x, 1.0), torch.zeros(10)) and torch.equal(
-        relu_dropout(-x, 0.0), torch.zeros(10)
-    )
+    assert torch.equal(dropout(x, 1.0), torch.zeros(10)) and torch.equal(dropout(x, 0.0), x)
     for p in (-0.1, 1.5):  # the same error as F.dropout, also where nothing is drawn
-        for block in (dropout, relu_dropout):
-            with pytest.raises(ValueError, match="between 0 and 1"):
-                block(x, p, training=False)
+        with pytest.raises(ValueError, match="between 0 and 1"):
+            dropout(x, p, training=False)
 
 
 @pytest.mark.slow
