@@ -18,7 +18,7 @@ from .launch import DEFAULT_TIMEOUT, check_device, find_free_port, launch
 from .lr_scheduler import LRMultiplier, WarmupParamScheduler, build_lr_scheduler
 from .optimizer import get_default_optimizer_params, reduce_param_groups
 from .predictor import DefaultPredictor
-from .train_loop import HookBase, NonFiniteForwardError, Trainer
+from .train_loop import HookBase, NonFiniteForwardError, NonFiniteStepError, Trainer
 
 __all__ = [
     "hooks",
@@ -40,6 +40,7 @@ __all__ = [
     "HookBase",
     "Trainer",
     "NonFiniteForwardError",
+    "NonFiniteStepError",
     "ModelEMA",
     "unwrap_model",
     "get_default_optimizer_params",

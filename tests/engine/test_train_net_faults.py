@@ -84,7 +84,7 @@ def test_nan_stops_before_the_update_and_resume_continues_from_a_finite_checkpoi
     line = first.stderr.strip()
     assert "\n" not in line and "Traceback" not in first.stderr
     # a gradient norm or a forward pass that went non-finite, within 3-4 iterations
-    assert line.startswith(("FloatingPointError: ", "NonFiniteForwardError: ")) and "iteration=" in line
+    assert line.startswith(("NonFiniteStepError: ", "NonFiniteForwardError: ")) and "iteration=" in line
     assert "Training stopped before this step's update. Try a lower optimizer.lr" in line
     checkpoint = out / last_checkpoint(out)
     assert line.endswith(
@@ -101,7 +101,7 @@ def test_nan_stops_before_the_update_and_resume_continues_from_a_finite_checkpoi
     assert "Traceback" not in resumed.stderr and "degenerate box" not in resumed.stderr
     if resumed.returncode != 0:  # the same blown-up weights may stop it again, in one line
         assert resumed.returncode == 1 and resumed.stderr.count("\n") == 1
-        assert resumed.stderr.startswith(("FloatingPointError: ", "NonFiniteForwardError: "))
+        assert resumed.stderr.startswith(("NonFiniteStepError: ", "NonFiniteForwardError: "))
     assert_checkpoints_finite(out)
 
 
@@ -178,3 +178,50 @@ def test_ctrl_c_says_where_training_stopped_and_how_to_resume(configs, tmp_path)
     assert stderr.startswith("Interrupted during iteration ")
     assert stderr.endswith(f". --resume continues from {checkpoint}.\n") and stderr.count("\n") == 1
     assert "Traceback" not in stdout
+
+
+def _matcher_error() -> FloatingPointError:
+    """The FloatingPointError HungarianMatcher raises on this rank's diverged outputs."""
+    from detrex.modeling import HungarianMatcher
+
+    outputs = {"pred_logits": torch.zeros(1, 2, 3), "pred_boxes": torch.full((1, 2, 4), float("nan"))}
+    targets = [{"labels": torch.tensor([1]), "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.2]])}]
+    try:
+        HungarianMatcher()(outputs, targets)
+    except FloatingPointError as error:
+        return error
+    raise AssertionError("the matcher accepted NaN boxes")
+
+
+def test_only_faults_every_rank_meets_stop_the_ranks_together(monkeypatch, tmp_path):
+    """A stop with ``together`` makes ranks > 0 wait silently for rank 0: right for the Trainer's all-reduced
+    checks and the weights' check (NonFiniteStepError), a hang for a NaN only one rank met (the matcher's,
+    a forward pass's, user code's), which every rank reports itself."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    from detrex.engine import NonFiniteForwardError, NonFiniteStepError
+
+    spec = importlib.util.spec_from_file_location("train_net_script", REPO / "tools/train_net.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    stops = []
+
+    def record(message, status, together=False):
+        stops.append((message, status, together))
+        raise SystemExit(status)
+
+    monkeypatch.setattr(tool, "stop", record)
+    args = SimpleNamespace(eval_only=False, config_file="c.py")
+    faults = [
+        (NonFiniteStepError("Loss became infinite or NaN at iteration=4: loss_bbox"), True),
+        (_matcher_error(), False),
+        (NonFiniteForwardError("At iteration=3 2 weight tensors hold NaN/Inf"), False),
+        (FloatingPointError("a user's own check"), False),
+    ]
+    for fault, together in faults:
+        with pytest.raises(SystemExit):
+            tool.report_fault(fault, args, str(tmp_path))
+        message, status, was_together = stops.pop()
+        assert (status, was_together) == (1, together), fault
+        assert message.startswith(f"{type(fault).__name__}: {fault}") and "--resume" in message
