@@ -29,6 +29,7 @@ from detrex.engine import (
     ModelEMA,
     NonFiniteStepError,
     Trainer,
+    TrainLengthError,
     build_lr_scheduler,
     check_device,
     check_output_dir,
@@ -56,6 +57,7 @@ FAULTS = (
     ImageReadError,  # an image file that cannot be decoded
     DatasetCheckError,  # the dataset's classes do not fit model.num_classes
     CheckpointError,  # a checkpoint that cannot be found, downloaded, read or fitted to the model
+    TrainLengthError,  # train.epochs for a dataset of unknown size, or no train.max_iter
 )
 
 
@@ -113,10 +115,10 @@ def do_train(args, cfg) -> None:
     check_model_classes(cfg)  # a class-count mismatch fails here, not as AP = 0 after training
     # the data before the model: a missing dataset folder is reported before a long model build
     train_loader = instantiate(cfg.dataloader.train)
+    max_iter = resolve_max_iter(cfg, dataset_size(train_loader))
     model = build_model(cfg)
     cfg.optimizer.params.model = model
     optimizer = instantiate(cfg.optimizer)
-    max_iter = resolve_max_iter(cfg, len(train_loader.dataset))
     ema = build_ema(cfg, model)
     ddp_model = create_ddp_model(model, **cfg.train.ddp)
     if OmegaConf.select(cfg, "train.compile.enabled", default=False):
@@ -144,6 +146,14 @@ def do_train(args, cfg) -> None:
         trainer.train(start_iter, max_iter)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"during iteration {trainer.iter}") from None
+
+
+def dataset_size(loader) -> int | None:
+    """The number of training images; None for an iterable dataset without ``len``."""
+    try:
+        return len(loader.dataset)
+    except (AttributeError, TypeError):
+        return None
 
 
 def do_eval_only(cfg) -> dict:

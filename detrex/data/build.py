@@ -213,7 +213,7 @@ def build_detection_train_loader(
     start_iter: int = 0,
     collate_fn: Callable | None = None,
     **kwargs: Any,
-) -> DataLoader:
+) -> DataLoader | AspectRatioGroupedDataset | MapDataset:
     """An endless training loader whose batches are lists of `total_batch_size / world size` mapped dicts.
 
     dataset: a dataset name / list of names (loaded with get_detection_dataset_dicts), a list of dataset

@@ -2,6 +2,7 @@
 
 from . import hooks
 from .defaults import (
+    TrainLengthError,
     check_output_dir,
     create_ddp_model,
     default_argument_parser,
@@ -29,6 +30,7 @@ __all__ = [
     "device_from_args",
     "create_ddp_model",
     "resolve_max_iter",
+    "TrainLengthError",
     "check_output_dir",
     "fit_loader_workers",
     "remove_stale_checkpoint_temporaries",
