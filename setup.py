@@ -36,8 +36,10 @@ setup(
     package_data={"projects": ["*/configs/*.py", "*/configs/models/*.py"]},
     cmdclass={"build_py": BuildWithConfigs},
     install_requires=[
-        "torch>=2.1,!=2.13.*",  # the 2.13 CPU wheel has no matching torchvision build
-        "torchvision>=0.16",
+        # 2.6: torch.nn.utils.get_total_norm (2.5: torch.OutOfMemoryError, serialization.safe_globals;
+        # 2.4: torch.is_autocast_enabled(device))
+        "torch>=2.6,!=2.13.*",  # the 2.13 CPU wheel has no matching torchvision build
+        "torchvision>=0.21",  # the release built for torch 2.6
         "fvcore>=0.1.5",
         "iopath>=0.1.9",
         "omegaconf>=2.1",

@@ -10,7 +10,9 @@ faster).
         --to hf --config-file projects/conditional_detr/configs/conditional_detr_r50_50ep.py [key=value ...]
 
 --source: an official Conditional-DETR / Anchor-DETR release, a detrex checkpoint, a Hugging Face
-Conditional-DETR folder or file, ImageNet ResNet weights; pickled or .safetensors.
+Conditional-DETR folder or file, ImageNet ResNet weights; pickled or .safetensors; a local path, http(s)://
+or detectron2:// URL. With --config-file it is loaded as train_net.py loads train.init_checkpoint
+(DetectionCheckpointer: config.json checked against the model, ``path?matching_heuristics=True`` accepted).
 
 --to detrex (default) writes ``{"model": state_dict}`` with torch.save, or the state dict alone as
 safetensors when --output ends in .safetensors (no pickle: safe to load from strangers). With --config-file
@@ -26,6 +28,9 @@ optimizer, scheduler and iteration.
 and preprocessor_config.json, which transformers.ConditionalDetrForObjectDetection.from_pretrained and
 AutoImageProcessor.from_pretrained load; publish it with `hf upload <user>/<name> <folder> .`
 (huggingface_hub's command line).
+
+A usage error (arguments, config file, overrides) exits with status 2; a checkpoint that cannot be found,
+read, converted or exported is one line on stderr and status 1.
 """
 
 import argparse
@@ -38,16 +43,15 @@ import torch
 from detrex.checkpoint import (
     CheckpointError,
     CheckpointFormatError,
+    CheckpointNotFoundError,
     DetectionCheckpointer,
     atomic_write,
-    convert_checkpoint,
     convert_official,
-    format_report,
-    plan_load,
     safetensors_bytes,
 )
 from detrex.checkpoint.conversion import TRAINING_STATE_KEYS, read_checkpoint_file, split_checkpoint
 from detrex.checkpoint.converters import CONVERTERS, find_converter, find_model_family
+from detrex.checkpoint.detection_checkpoint import split_query
 from detrex.checkpoint.hf_export import (
     HFExportError,
     hf_config,
@@ -56,6 +60,7 @@ from detrex.checkpoint.hf_export import (
     write_hf_folder,
 )
 from detrex.checkpoint.resnet_keys import BackboneLayout
+from detrex.config import ConfigOverrideError, LazyConfig, instantiate
 
 LAYOUTS = {
     "detectron2": BackboneLayout("backbone.", "detectron2"),
@@ -91,21 +96,20 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def load_config(config_file: str, opts: list[str]):
-    from detrex.config import LazyConfig
-
     return LazyConfig.apply_overrides(LazyConfig.load(config_file), opts)
 
 
-def convert_for_config(obj: dict, cfg, path: str) -> dict:
-    from detrex.config import instantiate
+def convert_for_config(cfg, source: str) -> dict:
+    """The tensors of ``source`` that fit the config's model, loaded as train_net.py loads
+    train.init_checkpoint (config.json checks, ``?matching_heuristics=True``, URLs, one report)."""
+    checkpointer = DetectionCheckpointer(instantiate(cfg.model))
+    checkpointer.load(source)
+    return checkpointer.last_load.to_load
 
-    model = instantiate(cfg.model)
-    plan = plan_load(convert_checkpoint(obj, model.state_dict()), model.state_dict(keep_vars=True))
-    logger.info(format_report(plan, path))
-    return plan.to_load
 
-
-def convert_by_keys(obj: dict, layout: str | None, path: str) -> dict:
+def convert_by_keys(path: str, layout: str | None) -> dict:
+    path, _ = split_query(path)  # ?matching_heuristics needs a model: refused in main without --config-file
+    obj = read_checkpoint_file(DetectionCheckpointer(torch.nn.Module()).local_path(path))
     sd, extra = split_checkpoint(obj)
     converter = find_converter(sd)
     if converter is None:
@@ -132,8 +136,6 @@ def convert_by_keys(obj: dict, layout: str | None, path: str) -> dict:
 
 def export_hf(cfg, source: str, output: str) -> None:
     """Load ``source`` into the config's model and write it as a transformers folder at ``output``."""
-    from detrex.config import instantiate
-
     model = instantiate(cfg.model)
     config = hf_config(model, test_class_names(cfg))  # before loading: a model transformers lacks fails fast
     checkpointer = DetectionCheckpointer(model)
@@ -181,24 +183,33 @@ def test_resize(cfg) -> tuple[int | None, int | None]:
 def main(argv=None) -> int:
     parser = get_parser()
     args = parser.parse_args(argv)
-    for flag, path in (("--source", args.source), ("--config-file", args.config_file)):
-        if path is not None and not os.path.exists(path):
-            parser.error(f"{flag} {path!r}: no such file")
+    if args.config_file is not None and not os.path.isfile(args.config_file):
+        parser.error(f"--config-file {args.config_file!r}: no such file")
     if args.to == "hf" and not args.config_file:
         parser.error("--to hf needs --config-file: the model's sizes and class names come from the config")
+    if not args.config_file and "matching_heuristics" in args.source and not os.path.exists(args.source):
+        parser.error(
+            f"--source {args.source!r}: ?matching_heuristics matches names to a model: give --config-file"
+        )
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         cfg = load_config(args.config_file, args.opts) if args.config_file else None
+    except ConfigOverrideError as e:
+        parser.error(str(e))
+    try:
         if args.to == "hf":
             export_hf(cfg, args.source, args.output)
             return 0
-        obj = read_checkpoint_file(args.source)
         if cfg is not None:
-            state_dict = convert_for_config(obj, cfg, args.source)
+            state_dict = convert_for_config(cfg, args.source)
         else:
-            state_dict = convert_by_keys(obj, args.backbone_layout, args.source)
+            state_dict = convert_by_keys(args.source, args.backbone_layout)
+    except CheckpointNotFoundError as e:  # its own message names train_net.py's train.init_checkpoint
+        print(f"{type(e).__name__}: --source {args.source!r}: no such file or folder", file=sys.stderr)
+        return 1
     except (CheckpointError, HFExportError) as e:
-        parser.error(str(e))
+        print(f"{type(e).__name__}: {e}", file=sys.stderr)
+        return 1
     if args.output.endswith(".safetensors"):
         data = safetensors_bytes(state_dict, metadata={"format": "pt"})
         atomic_write(args.output, lambda f: f.write(data))

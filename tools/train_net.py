@@ -27,8 +27,9 @@ from detrex.config import ConfigOverrideError, LazyConfig, instantiate
 from detrex.data.detection_utils import ImageReadError
 from detrex.engine import (
     ModelEMA,
-    NonFiniteForwardError,
+    NonFiniteStepError,
     Trainer,
+    TrainLengthError,
     build_lr_scheduler,
     check_device,
     check_output_dir,
@@ -51,11 +52,12 @@ logger = logging.getLogger("detrex")
 
 # Faults a user fixes in the config, the data or the checkpoint: reported in one line
 FAULTS = (
-    FloatingPointError,  # NaN/Inf loss, gradient or weights: the Trainer stopped before the update
+    FloatingPointError,  # NaN/Inf loss, gradient, weights or outputs: stopped before the update
     FileNotFoundError,  # a dataset, image or checkpoint file that is not there
     ImageReadError,  # an image file that cannot be decoded
     DatasetCheckError,  # the dataset's classes do not fit model.num_classes
     CheckpointError,  # a checkpoint that cannot be found, downloaded, read or fitted to the model
+    TrainLengthError,  # train.epochs for a dataset of unknown size, or no train.max_iter
 )
 
 
@@ -113,10 +115,10 @@ def do_train(args, cfg) -> None:
     check_model_classes(cfg)  # a class-count mismatch fails here, not as AP = 0 after training
     # the data before the model: a missing dataset folder is reported before a long model build
     train_loader = instantiate(cfg.dataloader.train)
+    max_iter = resolve_max_iter(cfg, dataset_size(train_loader))
     model = build_model(cfg)
     cfg.optimizer.params.model = model
     optimizer = instantiate(cfg.optimizer)
-    max_iter = resolve_max_iter(cfg, len(train_loader.dataset))
     ema = build_ema(cfg, model)
     ddp_model = create_ddp_model(model, **cfg.train.ddp)
     if OmegaConf.select(cfg, "train.compile.enabled", default=False):
@@ -144,6 +146,14 @@ def do_train(args, cfg) -> None:
         trainer.train(start_iter, max_iter)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"during iteration {trainer.iter}") from None
+
+
+def dataset_size(loader) -> int | None:
+    """The number of training images; None for an iterable dataset without ``len``."""
+    try:
+        return len(loader.dataset)
+    except (AttributeError, TypeError):
+        return None
 
 
 def do_eval_only(cfg) -> dict:
@@ -217,18 +227,24 @@ def main(args) -> dict | None:
         if fault is None:
             raise
         logger.error("Stopped by:", exc_info=fault, extra={"console": False})  # the traceback, for log.txt
-        message = f"{type(fault).__name__}: {fault_message(fault)}"
-        if isinstance(fault, FloatingPointError):
-            resume = "" if args.eval_only else f" {resume_hint(cfg.train.output_dir, non_finite=True)}"
-            # an all-reduced loss, a gradient norm or weights: found by every rank at the same point
-            stop(message + resume, 1, together=not isinstance(fault, NonFiniteForwardError))
-        if isinstance(fault, ImageReadError) or fault_message(fault).startswith("image file not found"):
-            check = os.path.relpath(
-                os.path.join(os.path.dirname(os.path.abspath(__file__)), "check_dataset.py")
-            )
-            message += f". Find every such file with: python {check} --config-file {args.config_file} --verify-images"
-        stop(message, 1)
+        report_fault(fault, args, cfg.train.output_dir)
     return None
+
+
+def report_fault(fault: BaseException, args, output_dir: str) -> None:
+    """Stop with one line for ``fault`` (one of FAULTS), and status 1."""
+    message = f"{type(fault).__name__}: {fault_message(fault)}"
+    if isinstance(fault, FloatingPointError):
+        resume = "" if args.eval_only else f" {resume_hint(output_dir, non_finite=True)}"
+        # only the Trainer's all-reduced checks and the weights' check are met by every rank at once; the
+        # matcher's, a forward pass's or user code's may be this rank's alone, and a barrier would hang
+        stop(message + resume, 1, together=isinstance(fault, NonFiniteStepError))
+    if isinstance(fault, ImageReadError) or fault_message(fault).startswith("image file not found"):
+        check = os.path.relpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "check_dataset.py"))
+        message += (
+            f". Find every such file with: python {check} --config-file {args.config_file} --verify-images"
+        )
+    stop(message, 1)
 
 
 def user_fault(error: BaseException) -> BaseException | None:

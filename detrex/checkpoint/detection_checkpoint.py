@@ -86,7 +86,7 @@ class DetectionCheckpointer(Checkpointer):
             return {}
         path, self._matching_heuristics = split_query(path)
         self._path = path
-        checkpoint = self._load_file(self._local_path(path))
+        checkpoint = self._load_file(self.local_path(path))
         self._load_model(checkpoint)
         for key in self.checkpointables if checkpointables is None else checkpointables:
             if key in checkpoint:
@@ -94,8 +94,9 @@ class DetectionCheckpointer(Checkpointer):
                 self.checkpointables[key].load_state_dict(checkpoint.pop(key))
         return checkpoint
 
-    def _local_path(self, path: str) -> str:
-        """A local file or folder for ``path``, downloading URLs into iopath's cache."""
+    def local_path(self, path: str) -> str:
+        """A local file or folder for ``path`` (without ``?query``), downloading URLs into iopath's cache;
+        CheckpointNotFoundError / CheckpointDownloadError when there is none."""
         if os.path.exists(path):
             return path
         iopath_logger = logging.getLogger("iopath.common.download")

@@ -212,8 +212,10 @@ def build_detection_train_loader(
     seed: int | None = None,
     start_iter: int = 0,
     collate_fn: Callable | None = None,
-    **kwargs: Any,
-) -> DataLoader:
+    pin_memory: bool = False,
+    persistent_workers: bool = False,
+    prefetch_factor: int = 2,
+) -> DataLoader | AspectRatioGroupedDataset | MapDataset:
     """An endless training loader whose batches are lists of `total_batch_size / world size` mapped dicts.
 
     dataset: a dataset name / list of names (loaded with get_detection_dataset_dicts), a list of dataset
@@ -228,9 +230,10 @@ def build_detection_train_loader(
     start_iter: skip the first `start_iter` batches at index level (no image is read): a run resumed at
         iteration n with the same seed and start_iter=n sees the same batches and augmentations as an
         uninterrupted run from iteration n on. Can also be set later: `loader.batch_sampler.start_iter = n`.
-    Other keyword arguments (pin_memory, persistent_workers, ...) go to torch's DataLoader.
+    pin_memory, persistent_workers, prefetch_factor (batches each worker reads ahead): torch's DataLoader
+        options. Every argument is named, so that a misspelt config key fails in ``instantiate`` with the
+        closest name.
     """
-    _check_loader_kwargs("build_detection_train_loader", kwargs)
     batch_size = _per_rank_batch_size(total_batch_size)
     mapper = _as_is if mapper is None else mapper
     dataset = _as_dataset(dataset, filter_empty=True)
@@ -246,7 +249,9 @@ def build_detection_train_loader(
             aspect_ratio_grouping=aspect_ratio_grouping,
             num_workers=num_workers,
             collate_fn=collate_fn,
-            **kwargs,
+            prefetch_factor=prefetch_factor,
+            persistent_workers=persistent_workers,
+            pin_memory=pin_memory,
         )
     group_ids = _aspect_ratio_groups(dataset) if aspect_ratio_grouping else None
     if isinstance(dataset, list):
@@ -266,7 +271,9 @@ def build_detection_train_loader(
         num_workers=num_workers,
         collate_fn=trivial_batch_collator if collate_fn is None else collate_fn,
         worker_init_fn=worker_init_reset_seed,
-        **kwargs,
+        prefetch_factor=prefetch_factor if num_workers > 0 else None,
+        persistent_workers=persistent_workers,
+        pin_memory=pin_memory,
     )
 
 

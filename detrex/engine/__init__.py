@@ -2,6 +2,7 @@
 
 from . import hooks
 from .defaults import (
+    TrainLengthError,
     check_output_dir,
     create_ddp_model,
     default_argument_parser,
@@ -18,7 +19,7 @@ from .launch import DEFAULT_TIMEOUT, check_device, find_free_port, launch
 from .lr_scheduler import LRMultiplier, WarmupParamScheduler, build_lr_scheduler
 from .optimizer import get_default_optimizer_params, reduce_param_groups
 from .predictor import DefaultPredictor
-from .train_loop import HookBase, NonFiniteForwardError, Trainer
+from .train_loop import HookBase, NonFiniteForwardError, NonFiniteStepError, Trainer
 
 __all__ = [
     "hooks",
@@ -29,6 +30,7 @@ __all__ = [
     "device_from_args",
     "create_ddp_model",
     "resolve_max_iter",
+    "TrainLengthError",
     "check_output_dir",
     "fit_loader_workers",
     "remove_stale_checkpoint_temporaries",
@@ -40,6 +42,7 @@ __all__ = [
     "HookBase",
     "Trainer",
     "NonFiniteForwardError",
+    "NonFiniteStepError",
     "ModelEMA",
     "unwrap_model",
     "get_default_optimizer_params",

@@ -30,6 +30,7 @@ __all__ = [
     "default_writers",
     "default_hooks",
     "resolve_max_iter",
+    "TrainLengthError",
     "check_output_dir",
     "fit_loader_workers",
     "remove_stale_checkpoint_temporaries",
@@ -213,23 +214,42 @@ def default_hooks(cfg, checkpointer, scheduler, eval_function) -> list[hooks.Hoo
     ]
 
 
-def resolve_max_iter(cfg, dataset_size: int) -> int:
+class TrainLengthError(ValueError):
+    """``train.max_iter`` / ``train.epochs`` cannot give the number of iterations (the message says which
+    key to set)."""
+
+
+def resolve_max_iter(cfg, dataset_size: int | None) -> int:
     """Turn ``train.epochs`` (when set) into ``train.max_iter`` for this dataset and batch size; log the
     effective number of epochs; warn when the batch size differs from ``train.reference_batch_size``.
 
+    dataset_size: the number of training images; None for a dataset of unknown size (an IterableDataset
+    without ``len``), which needs ``train.max_iter`` and refuses ``train.epochs`` (TrainLengthError).
     The lr schedule (``lr_multiplier``) is a function of iteration / max_iter, so decay and warm-up
     points expressed as fractions of training (e.g. decay at 40 of 50 epochs) follow max_iter."""
     logger = logging.getLogger(__name__)
     batch_size = int(cfg.dataloader.train.total_batch_size)
     epochs = OmegaConf.select(cfg, "train.epochs", default=None)
     if epochs is not None:
+        if dataset_size is None:
+            raise TrainLengthError(
+                f"train.epochs={epochs} needs the size of the training dataset, and it has no len() (an "
+                "iterable dataset): set train.max_iter=N and train.epochs=None"
+            )
         cfg.train.max_iter = math.ceil(epochs * dataset_size / batch_size)
         logger.info(f"train.epochs={epochs}: max_iter = ceil({epochs} x {dataset_size} / {batch_size})")
+    if OmegaConf.select(cfg, "train.max_iter", default=None) is None:
+        raise TrainLengthError("train.max_iter is not set: give train.max_iter=N (or train.epochs=N)")
     max_iter = int(cfg.train.max_iter)
-    logger.info(
-        f"Training {max_iter} iterations at total batch size {batch_size} on {dataset_size} images: "
-        f"{max_iter * batch_size / dataset_size:.2f} epochs"
-    )
+    if dataset_size is None:
+        logger.info(
+            f"Training {max_iter} iterations at total batch size {batch_size} (dataset of unknown size)"
+        )
+    else:
+        logger.info(
+            f"Training {max_iter} iterations at total batch size {batch_size} on {dataset_size} images: "
+            f"{max_iter * batch_size / dataset_size:.2f} epochs"
+        )
     reference = OmegaConf.select(cfg, "train.reference_batch_size", default=None)
     if reference is not None and reference != batch_size:
         logger.warning(

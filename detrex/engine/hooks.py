@@ -15,7 +15,7 @@ from detrex.utils.env import preserve_rng_state
 from detrex.utils.events import EventWriter
 
 from .non_finite import non_finite_tensors
-from .train_loop import HookBase
+from .train_loop import HookBase, NonFiniteStepError
 
 __all__ = ["IterationTimer", "LRScheduler", "PeriodicCheckpointer", "EvalHook", "PeriodicWriter"]
 
@@ -104,7 +104,7 @@ class PeriodicCheckpointer(HookBase):
         state = self.checkpointer.model.state_dict()
         bad = non_finite_tensors(state)
         if bad:
-            raise FloatingPointError(
+            raise NonFiniteStepError(
                 f"After iteration={self.trainer.iter} {len(bad)} of the model's {len(state)} tensors hold NaN "
                 f"or Inf (e.g. {bad[0]}): {name}.pth was not written. {self.trainer.what_to_try()}"
             )

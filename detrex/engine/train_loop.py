@@ -23,7 +23,7 @@ from .ema import ModelEMA
 from .non_finite import first_non_finite_output, non_finite_tensors
 from .optimizer import clip_grad_norm
 
-__all__ = ["HookBase", "Trainer", "NonFiniteForwardError"]
+__all__ = ["HookBase", "Trainer", "NonFiniteForwardError", "NonFiniteStepError"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +42,14 @@ def resolve_amp_dtype(name: str, device_type: str) -> torch.dtype:
     return _AMP_DTYPES[name]
 
 
+class NonFiniteStepError(FloatingPointError):
+    """NaN/Inf that every rank finds at the same point: the all-reduced losses or gradient norm
+    (``Trainer.stop_if_not_finite``), or weights that DDP keeps equal (the checkpoint hook's check). All ranks
+    raise it together; any other FloatingPointError may be one rank's alone."""
+
+
 class NonFiniteForwardError(FloatingPointError):
-    """NaN/Inf values in this process's forward pass. Unlike the other non-finite stops of the Trainer (an
-    all-reduced loss, a gradient norm or weights that DDP keeps equal), other ranks may not have met them."""
+    """NaN/Inf values in this process's forward pass: other ranks may not have met them."""
 
 
 class HookBase:
@@ -210,7 +215,7 @@ class Trainer:
         (the step's only wait for the device besides the matcher's).
 
         A NaN/Inf on any rank makes the average non-finite on every rank (DDP has averaged the gradients
-        already): all raise FloatingPointError together, naming the iteration and what went non-finite,
+        already): all raise NonFiniteStepError together, naming the iteration and what went non-finite,
         and the weights stay finite. With fp16 loss scaling a non-finite gradient is routine: the scaler
         skips that step itself and lowers its scale.
         """
@@ -230,12 +235,12 @@ class Trainer:
         bad = [k for k, v in reduced.items() if not math.isfinite(v)]
         if bad:
             shown = ", ".join(f"{k}={v:.4g}" for k, v in reduced.items())
-            raise FloatingPointError(
+            raise NonFiniteStepError(
                 f"Loss became infinite or NaN at iteration={self.iter}: {', '.join(bad)} (rank-averaged: "
                 f"{shown}). Training stopped before this step's update. {self.what_to_try()}"
             )
         if not math.isfinite(norm) and not self.scaler.is_enabled():
-            raise FloatingPointError(
+            raise NonFiniteStepError(
                 f"The gradient norm became {norm} at iteration={self.iter} (the losses were finite). "
                 f"Training stopped before this step's update. {self.what_to_try()}"
             )

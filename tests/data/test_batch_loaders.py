@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from detrex.config import LazyConfig, instantiate
+from detrex.config import InstantiationError, LazyConfig, instantiate
+from detrex.config import LazyCall as L
 from detrex.data import (
     DatasetCatalog,
     DatasetFromList,
@@ -110,8 +111,17 @@ def test_train_loader_without_a_mapper_and_with_dataloader_options(unique_name):
     loader = build_detection_train_loader(name, mapper=None, total_batch_size=3, seed=0, pin_memory=False)
     batch = next(iter(loader))
     assert [set(d) for d in batch] == [{"image_id", "width", "height", "annotations"}] * 3
-    with pytest.raises(TypeError, match="'num_worker'.*Closest: num_workers"):
-        build_detection_train_loader(name, mapper=None, total_batch_size=3, num_worker=2)
+    options = dict(num_workers=1, pin_memory=True, persistent_workers=True, prefetch_factor=3)
+    for dataset in (name, _Ones()):  # both kinds of loader get the DataLoader options
+        loader = build_detection_train_loader(dataset, mapper=None, total_batch_size=3, **options)
+        loader = loader.dataset if isinstance(loader, AspectRatioGroupedDataset) else loader
+        got = (loader.num_workers, loader.pin_memory, loader.persistent_workers, loader.prefetch_factor)
+        assert got == (1, True, True, 3)
+    # every argument is named: a misspelt config key fails in instantiate with the closest name
+    for key, closest in (("num_worker", "num_workers"), ("aspect_ratio_groupin", "aspect_ratio_grouping")):
+        cfg = L(build_detection_train_loader)(dataset=name, mapper=None, total_batch_size=3, **{key: True})
+        with pytest.raises(InstantiationError, match=f"unexpected key '{key}'. Closest: {closest}."):
+            instantiate(cfg)
 
 
 def test_test_loader_over_an_iterable_dataset_with_workers():

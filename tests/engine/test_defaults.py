@@ -9,6 +9,7 @@ from torch import nn
 
 from detrex.config import ConfigOverrideError, LazyConfig
 from detrex.engine import (
+    TrainLengthError,
     check_device,
     check_output_dir,
     create_ddp_model,
@@ -56,6 +57,26 @@ def test_iterations_kept_without_epochs_and_batch_size_warning(detrex_logs):
         and "total_batch_size=4" in warnings[0]
         and "reference_batch_size=16" in warnings[0]
     )
+
+
+def test_a_dataset_of_unknown_size_needs_max_iter_and_refuses_epochs(detrex_logs):
+    """dataset_size=None (an iterable dataset without len()): max_iter is used as given, epochs and a
+    missing max_iter are one-line errors naming the keys to set."""
+    cfg = _cfg(epochs=None, reference_batch_size=None)
+    assert resolve_max_iter(cfg, dataset_size=None) == 100
+    assert "Training 100 iterations at total batch size 4 (dataset of unknown size)" in detrex_logs.text
+    assert "epochs" not in detrex_logs.text
+    with pytest.raises(TrainLengthError) as e:
+        resolve_max_iter(_cfg(epochs=2), dataset_size=None)
+    assert str(e.value) == (
+        "train.epochs=2 needs the size of the training dataset, and it has no len() (an iterable dataset): "
+        "set train.max_iter=N and train.epochs=None"
+    )
+    cfg = _cfg(epochs=None)
+    cfg.train.max_iter = None
+    for size in (None, 10):
+        with pytest.raises(TrainLengthError, match=r"^train.max_iter is not set: give train.max_iter=N"):
+            resolve_max_iter(cfg, dataset_size=size)
 
 
 def test_default_setup_writes_config_and_log_and_seeds(tmp_path):

@@ -174,7 +174,7 @@ def test_nan_loss_stops_without_touching_the_last_checkpoint(killed_run, env, tm
         "model.criterion.weight_dict.loss_bbox=nan",  # every loss_bbox term becomes NaN
     )
     assert proc.returncode != 0
-    assert "FloatingPointError: Loss became infinite or NaN at iteration=4: loss_bbox" in proc.stderr
+    assert "NonFiniteStepError: Loss became infinite or NaN at iteration=4: loss_bbox" in proc.stderr
     assert (out / "last_checkpoint").read_text() == "model_0000003.pth"
     assert sha256(out / "model_0000003.pth") == digest
     assert not (out / "model_final.pth").exists() and not (out / "model_0000007.pth").exists()

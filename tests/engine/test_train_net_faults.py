@@ -33,7 +33,8 @@ dataloader.test.dataset.names = "{name}"
 
 @pytest.fixture(scope="module")
 def configs(tmp_path_factory):
-    """{"ok": config on 4 good images, "corrupt": the same images, one JPEG cut in half} and that file."""
+    """{"ok": config on 4 good images, "stream": the same images as an iterable dataset without len(),
+    "corrupt": the same images, one JPEG cut in half} and that file."""
     root = tmp_path_factory.mktemp("faults")
     paths = {}
     for kind in ("ok", "corrupt"):
@@ -42,12 +43,37 @@ def configs(tmp_path_factory):
         paths[kind] = root / f"{kind}.py"
         name = f"faults_{kind}"
         paths[kind].write_text(CONFIG.format(quickstart=QUICKSTART, name=name, folder=folder))
+    paths["stream"] = root / "stream.py"
+    paths["stream"].write_text(paths["ok"].read_text() + STREAM.format(name="faults_ok"))
     images = json.loads((root / "corrupt" / "annotations.json").read_text())["images"]
     broken = root / "corrupt" / "images" / images[1]["file_name"]
     data = broken.read_bytes()
     broken.write_bytes(data[: len(data) // 2])
     paths["broken_image"] = broken
     return paths
+
+
+STREAM = """
+import itertools
+
+from torch.utils.data import IterableDataset
+
+from detrex.data import DatasetCatalog, MetadataCatalog
+from detrex.data.datasets import SHAPE_CLASSES
+
+
+class Stream(IterableDataset):
+    \"\"\"The training images, endlessly, as a stream without len().\"\"\"
+
+    def __iter__(self):
+        return itertools.cycle(DatasetCatalog.get("{name}"))
+
+
+if "{name}_stream" not in DatasetCatalog.list():
+    DatasetCatalog.register("{name}_stream", Stream)
+    MetadataCatalog.get("{name}_stream").thing_classes = list(SHAPE_CLASSES)
+dataloader.train.dataset.names = "{name}_stream"
+"""
 
 
 def train_net(*args, env=None, timeout=600):
@@ -84,7 +110,7 @@ def test_nan_stops_before_the_update_and_resume_continues_from_a_finite_checkpoi
     line = first.stderr.strip()
     assert "\n" not in line and "Traceback" not in first.stderr
     # a gradient norm or a forward pass that went non-finite, within 3-4 iterations
-    assert line.startswith(("FloatingPointError: ", "NonFiniteForwardError: ")) and "iteration=" in line
+    assert line.startswith(("NonFiniteStepError: ", "NonFiniteForwardError: ")) and "iteration=" in line
     assert "Training stopped before this step's update. Try a lower optimizer.lr" in line
     checkpoint = out / last_checkpoint(out)
     assert line.endswith(
@@ -101,7 +127,7 @@ def test_nan_stops_before_the_update_and_resume_continues_from_a_finite_checkpoi
     assert "Traceback" not in resumed.stderr and "degenerate box" not in resumed.stderr
     if resumed.returncode != 0:  # the same blown-up weights may stop it again, in one line
         assert resumed.returncode == 1 and resumed.stderr.count("\n") == 1
-        assert resumed.stderr.startswith(("FloatingPointError: ", "NonFiniteForwardError: "))
+        assert resumed.stderr.startswith(("NonFiniteStepError: ", "NonFiniteForwardError: "))
     assert_checkpoints_finite(out)
 
 
@@ -178,3 +204,90 @@ def test_ctrl_c_says_where_training_stopped_and_how_to_resume(configs, tmp_path)
     assert stderr.startswith("Interrupted during iteration ")
     assert stderr.endswith(f". --resume continues from {checkpoint}.\n") and stderr.count("\n") == 1
     assert "Traceback" not in stdout
+
+
+def _train_net_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_net_script", REPO / "tools/train_net.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def test_the_training_set_size_is_none_for_a_stream_without_len():
+    """What resolve_max_iter gets: the number of images, or None for an iterable dataset without len()."""
+    from torch.utils.data import IterableDataset
+
+    from detrex.data import build_detection_train_loader
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            return iter(range(100))
+
+    dataset_size = _train_net_module().dataset_size
+    records = [{"width": 4, "height": 3}] * 5
+    assert dataset_size(build_detection_train_loader(records, None, total_batch_size=2)) == 5
+    for grouping in (True, False):
+        stream = build_detection_train_loader(Stream(), None, 2, aspect_ratio_grouping=grouping)
+        assert dataset_size(stream) is None
+
+
+def _matcher_error() -> FloatingPointError:
+    """The FloatingPointError HungarianMatcher raises on this rank's diverged outputs."""
+    from detrex.modeling import HungarianMatcher
+
+    outputs = {"pred_logits": torch.zeros(1, 2, 3), "pred_boxes": torch.full((1, 2, 4), float("nan"))}
+    targets = [{"labels": torch.tensor([1]), "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.2]])}]
+    try:
+        HungarianMatcher()(outputs, targets)
+    except FloatingPointError as error:
+        return error
+    raise AssertionError("the matcher accepted NaN boxes")
+
+
+def test_only_faults_every_rank_meets_stop_the_ranks_together(monkeypatch, tmp_path):
+    """A stop with ``together`` makes ranks > 0 wait silently for rank 0: right for the Trainer's all-reduced
+    checks and the weights' check (NonFiniteStepError), a hang for a NaN only one rank met (the matcher's,
+    a forward pass's, user code's), which every rank reports itself."""
+    from types import SimpleNamespace
+
+    from detrex.engine import NonFiniteForwardError, NonFiniteStepError
+
+    tool = _train_net_module()
+    stops = []
+
+    def record(message, status, together=False):
+        stops.append((message, status, together))
+        raise SystemExit(status)
+
+    monkeypatch.setattr(tool, "stop", record)
+    args = SimpleNamespace(eval_only=False, config_file="c.py")
+    faults = [
+        (NonFiniteStepError("Loss became infinite or NaN at iteration=4: loss_bbox"), True),
+        (_matcher_error(), False),
+        (NonFiniteForwardError("At iteration=3 2 weight tensors hold NaN/Inf"), False),
+        (FloatingPointError("a user's own check"), False),
+    ]
+    for fault, together in faults:
+        with pytest.raises(SystemExit):
+            tool.report_fault(fault, args, str(tmp_path))
+        message, status, was_together = stops.pop()
+        assert (status, was_together) == (1, together), fault
+        assert message.startswith(f"{type(fault).__name__}: {fault}") and "--resume" in message
+
+
+@pytest.mark.slow
+def test_an_iterable_training_set_needs_max_iter_and_refuses_epochs(configs, tmp_path):
+    """A training dataset without len(): train.max_iter gives the length of training, train.epochs cannot."""
+    common = ["--config-file", configs["stream"], "train.eval_period=0", "train.checkpointer.period=100"]
+    refused = train_net(*common, f"train.output_dir={tmp_path / 'epochs'}", "train.epochs=1")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip() == (
+        "TrainLengthError: train.epochs=1 needs the size of the training dataset, and it has no len() (an "
+        "iterable dataset): set train.max_iter=N and train.epochs=None"
+    )
+    trained = train_net(*common, f"train.output_dir={tmp_path / 'iters'}", "train.max_iter=2")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "Training 2 iterations at total batch size 8 (dataset of unknown size)" in trained.stdout
+    assert (tmp_path / "iters" / "model_final.pth").is_file()

@@ -1,3 +1,4 @@
+import json
 import logging
 
 import pytest
@@ -41,33 +42,83 @@ def test_detrex_checkpoint_has_nothing_to_convert(trained_checkpoint, script, tm
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--config-file", TINY_ANCHOR], "this looks like a detrex Conditional-DETR checkpoint"),
         (["--config-file", "nope.py"], "--config-file 'nope.py': no such file"),
+        (["--config-file", TINY_ANCHOR, "model.num_clases=3"], "no key 'num_clases' under 'model'"),
     ],
 )
-def test_errors_are_one_line_not_a_traceback(trained_checkpoint, script, tmp_path, capsys, argv, message):
+def test_usage_errors_exit_2(trained_checkpoint, script, tmp_path, capsys, argv, message):
     path, _ = trained_checkpoint
     with pytest.raises(SystemExit) as e:
         script("tools/convert_checkpoint.py").main(
             ["--source", path, "--output", str(tmp_path / "c.pth"), *argv]
         )
-    assert e.value.code == 2 and message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "error: " in err and message in err and "Traceback" not in err
     assert not (tmp_path / "c.pth").exists()
 
 
-def test_unknown_checkpoint_is_an_argparse_error(script, tmp_path, capsys):
+def test_checkpoint_faults_are_one_line_exit_1(trained_checkpoint, script, tmp_path, capsys):
+    """A checkpoint that is missing, unknown or for another model: one line on stderr, status 1 (as
+    train_net.py reports checkpoint faults), nothing written."""
+    path, _ = trained_checkpoint
     torch.save({"model": {"head.weight": torch.zeros(2, 2)}}, tmp_path / "other.pth")
     tool = script("tools/convert_checkpoint.py")
-    with pytest.raises(SystemExit) as e:
-        tool.main(["--source", str(tmp_path / "other.pth"), "--output", str(tmp_path / "c.pth")])
+    cases = [
+        (["--source", path, "--config-file", TINY_ANCHOR],
+         "IncompatibleCheckpointError: ", "this looks like a detrex Conditional-DETR checkpoint"),
+        (["--source", str(tmp_path / "other.pth")], "CheckpointFormatError: ",
+         "neither an official release of Conditional-DETR/Anchor-DETR nor a detrex checkpoint"),
+        (["--source", str(tmp_path / "nope.pth")], "CheckpointNotFoundError: ",
+         f"--source '{tmp_path / 'nope.pth'}': no such file or folder"),
+        (["--source", str(tmp_path / "nope.pth"), "--config-file", TINY_CONDITIONAL],
+         "CheckpointNotFoundError: ", f"--source '{tmp_path / 'nope.pth'}': no such file or folder"),
+    ]  # fmt: skip
+    for argv, kind, message in cases:
+        assert tool.main([*argv, "--output", str(tmp_path / "c.pth")]) == 1, argv
+        err = capsys.readouterr().err
+        assert err.startswith(kind) and message in err and err.count("\n") == 1, err
+        assert not (tmp_path / "c.pth").exists()
+
+
+def test_config_file_loads_the_source_as_train_net_does(
+    trained_checkpoint, script, tmp_path, capsys, tiny_shapes
+):
+    """With --config-file the source goes through DetectionCheckpointer: a Hugging Face folder's config.json
+    is checked against the model, and ``?matching_heuristics=True`` matches names by suffix."""
+    path, model = trained_checkpoint
+    tool = script("tools/convert_checkpoint.py")
+    hf = tmp_path / "hf"
+    to_hf = ["--to", "hf", "--config-file", TINY_CONDITIONAL]
+    assert tool.main(["--source", path, "--output", str(hf), *to_hf]) == 0
+    back = ["--output", str(tmp_path / "back.pth"), "--config-file", TINY_CONDITIONAL]
+    assert tool.main(["--source", str(hf), *back]) == 0
+    _assert_written(tmp_path / "back.pth", model)
+
+    config = json.loads((hf / "config.json").read_text())
+    config["encoder_attention_heads"] = 4  # the model has 2: the weights would load and compute else
+    (hf / "config.json").write_text(json.dumps(config))
+    (tmp_path / "back.pth").unlink()
+    assert tool.main(["--source", str(hf), *back]) == 1
     err = capsys.readouterr().err
-    assert e.value.code == 2 and "error: " in err and "Traceback" not in err
-    assert "neither an official release of Conditional-DETR/Anchor-DETR nor a detrex checkpoint" in err
-    with pytest.raises(SystemExit) as e:
-        tool.main(["--source", str(tmp_path / "nope.pth"), "--output", str(tmp_path / "c.pth")])
-    assert (
-        e.value.code == 2 and f"--source '{tmp_path / 'nope.pth'}': no such file" in capsys.readouterr().err
-    )
+    assert err.startswith("IncompatibleCheckpointError: ") and not (tmp_path / "back.pth").exists()
+    assert "4 encoder attention heads, the model 2: set model.transformer.encoder.num_heads=4" in err
+
+    # backbone keys without their "backbone." prefix: matched to the model's keys by suffix
+    state = {k.removeprefix("backbone."): v for k, v in model.state_dict().items()}
+    torch.save({"model": state}, tmp_path / "bare.pth")
+    source = f"{tmp_path / 'bare.pth'}?matching_heuristics=True"
+    assert tool.main(["--source", source, *back]) == 0
+    _assert_written(tmp_path / "back.pth", model)
+    with pytest.raises(SystemExit) as e:  # without a model there is nothing to match the names to
+        tool.main(["--source", source, "--output", str(tmp_path / "c.pth")])
+    assert e.value.code == 2 and "?matching_heuristics matches names to a model" in capsys.readouterr().err
+
+
+def _assert_written(path, model):
+    written = torch.load(path, weights_only=True)["model"]
+    assert written.keys() == model.state_dict().keys()
+    for key, value in model.state_dict().items():
+        assert torch.equal(written[key], value), key
 
 
 def test_own_layout_as_safetensors(trained_checkpoint, script, tmp_path):
@@ -92,25 +143,29 @@ def test_own_layout_as_safetensors(trained_checkpoint, script, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "argv, message",
+    "argv, status, message",
     [
-        (["--to", "hf"], "--to hf needs --config-file"),
-        (["--to", "hf", "--config-file", TINY_ANCHOR], "Anchor-DETR has no Hugging Face transformers model"),
-        (["--to", "hf", "--config-file", TINY_CONDITIONAL, "model.num_classes=7"],
+        (["--to", "hf"], 2, "--to hf needs --config-file"),
+        (["--to", "hf", "--config-file", TINY_ANCHOR], 1, "Anchor-DETR has no Hugging Face transformers model"),
+        (["--to", "hf", "--config-file", TINY_CONDITIONAL, "model.num_classes=7"], 1,
          "the dataset has 5 classes, the model 7 (model.num_classes)"),
-        (["--to", "hf", "--config-file", TINY_CONDITIONAL, "model.num_queries=12"],
+        (["--to", "hf", "--config-file", TINY_CONDITIONAL, "model.num_queries=12"], 1,
          "left 1 of the model's tensors at their initial values (e.g. ['query_embed.weight']"),
     ],
 )  # fmt: skip
 def test_hf_export_refusals_are_one_line(
-    trained_checkpoint, script, tmp_path, capsys, argv, message, tiny_shapes
+    trained_checkpoint, script, tmp_path, capsys, argv, status, message, tiny_shapes
 ):
+    """A usage error exits 2 (argparse); a model that cannot be exported is one line, status 1."""
     path, _ = trained_checkpoint
-    with pytest.raises(SystemExit) as e:
-        script("tools/convert_checkpoint.py").main(
-            ["--source", path, "--output", str(tmp_path / "hf"), *argv]
-        )
-    assert e.value.code == 2 and message in capsys.readouterr().err
+    argv = ["--source", path, "--output", str(tmp_path / "hf"), *argv]
+    if status == 2:
+        with pytest.raises(SystemExit) as e:
+            script("tools/convert_checkpoint.py").main(argv)
+        assert e.value.code == 2
+    else:
+        assert script("tools/convert_checkpoint.py").main(argv) == 1
+    assert message in capsys.readouterr().err
     assert not (tmp_path / "hf").exists()
 
 
