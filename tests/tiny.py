@@ -28,6 +28,13 @@ MODEL_CONFIGS = {family: f"projects/{family}/configs/models/{family}_tiny.py" fo
 CONFIGS = {family: f"tests/configs/tiny_{family}.py" for family in FAMILIES}
 NUM_CLASSES = 5  # the synthetic shapes
 
+# The quick-start backbone with frozen batch norms (FrozenBatchNorm2d: fixed statistics, no num_batches_tracked,
+# as in the official checkpoints and the R50 configs).
+FROZEN_NORMS = (
+    "model.backbone.stem.norm=FrozenBN",
+    *(f"model.backbone.stages[{i}].norm=FrozenBN" for i in range(3)),
+)
+
 # For the tests that need what the quick-start backbone lacks. Both return res5 (512 channels, stride 32) with
 # frozen norms and a frozen stem, at ImageNet ResNet-18's widths, so that timm / torchvision ResNet-18
 # weights fit them and the Hugging Face export can name them.
