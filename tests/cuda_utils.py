@@ -1,5 +1,6 @@
-"""Helpers of the CUDA tests (marked ``cuda``: skipped without a GPU; tools/gpu_check.py runs them): tiny
-models and batches, float32 matmul precision, and the places where code makes the host wait for the GPU.
+"""Helpers of the CUDA tests (marked ``cuda``: skipped without a GPU; tools/gpu_check.py runs them): models on
+the GPU, float32 matmul precision, and the places where code makes the host wait for the GPU. The tiny models,
+their configs and random batches are tests/tiny.py's.
 
     with fp32_precision("ieee"):          # TF32 off for matmuls and cuDNN convolutions
         ...
@@ -18,15 +19,10 @@ import warnings
 import torch
 
 from detrex.config import LazyConfig, instantiate
-from detrex.structures import Boxes, Instances
 from tests.projects.parity_utils import detrex_state_dict, load_case, official_state_dict
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY_CONFIGS = {
-    "anchor_detr": "projects/anchor_detr/configs/anchor_detr_tiny_synthetic.py",
-    "conditional_detr": "projects/conditional_detr/configs/conditional_detr_tiny_synthetic.py",
-}
-# images of one padded batch: the second is smaller, so the padding masks matter
+# images of one padded batch of the tiny models (tests/tiny.py): the second is smaller, so the padding masks matter
 TINY_SIZES = [(160, 224), (128, 176)]
 
 
@@ -50,23 +46,6 @@ def build_cuda_model(config: str, overrides: tuple[str, ...] = (), seed: int = 0
 def build_optimizer(cfg, model):
     cfg.optimizer.params.model = model  # as tools/train_net.py does
     return instantiate(cfg.optimizer)
-
-
-def synthetic_batch(sizes: list[tuple[int, int]], num_classes: int, seed: int = 0) -> list[dict]:
-    """Random uint8 images of the given (H, W) with 1, 2, 3, .. boxes of random classes each (CPU tensors,
-    as the data loader gives them)."""
-    generator = torch.Generator().manual_seed(seed)
-    batch = []
-    for i, (h, w) in enumerate(sizes):
-        n = 1 + i % 3
-        top_left = torch.rand(n, 2, generator=generator) * 0.6
-        size = 0.1 + torch.rand(n, 2, generator=generator) * 0.3
-        boxes = torch.cat([top_left, top_left + size], dim=1) * torch.tensor([w, h, w, h])  # xyxy pixels
-        classes = torch.randint(0, num_classes, (n,), generator=generator)
-        image = torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=generator)
-        instances = Instances((h, w), gt_boxes=Boxes(boxes), gt_classes=classes)
-        batch.append({"image": image, "height": h, "width": w, "image_id": i, "instances": instances})
-    return batch
 
 
 @contextlib.contextmanager

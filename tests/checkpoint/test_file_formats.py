@@ -19,7 +19,7 @@ from detrex.checkpoint import (
     safetensors_bytes,
 )
 from detrex.checkpoint.resnet_keys import BackboneLayout, to_torchvision_name
-from tests.projects.conditional_detr.tiny_conditional_detr import build_tiny_conditional_detr
+from tests.tiny import build_tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_imagenet_resnet_as_safetensors(resnet18, layout, tmp_path):
     else:
         sd = _caffe2_names(resnet18)
     save_file(sd, tmp_path / "resnet18.safetensors")
-    model = build_tiny_conditional_detr()
+    model = build_tiny_model("conditional_detr", backbone="resnet18")  # ImageNet ResNet-18 widths
     checkpointer = DetectionCheckpointer(model)
     checkpointer.load(str(tmp_path / "resnet18.safetensors"))
     assert checkpointer.loaded_format.startswith(f"{layout} ResNet ImageNet weights")
@@ -61,12 +61,10 @@ def test_imagenet_resnet_as_safetensors(resnet18, layout, tmp_path):
 
 
 def test_own_layout_as_safetensors_keeps_tied_tensors(tmp_path):
-    from tests.projects.anchor_detr.tiny_anchor_detr import build_tiny_anchor_detr
-
-    model = build_tiny_anchor_detr()
+    model = build_tiny_model("anchor_detr")
     (tmp_path / "anchor.safetensors").write_bytes(safetensors_bytes(model.state_dict()))
     assert sorted(read_checkpoint_file(str(tmp_path / "anchor.safetensors"))) == sorted(model.state_dict())
-    fresh = build_tiny_anchor_detr()
+    fresh = build_tiny_model("anchor_detr", seed=1)
     torch.manual_seed(5)
     fresh.load_state_dict(
         {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in fresh.state_dict().items()}
@@ -81,7 +79,7 @@ def test_own_layout_as_safetensors_keeps_tied_tensors(tmp_path):
 
 
 def _saved(tmp_path, name, **kwargs) -> bytes:
-    torch.save({"model": build_tiny_conditional_detr().state_dict()}, tmp_path / name, **kwargs)
+    torch.save({"model": build_tiny_model("conditional_detr").state_dict()}, tmp_path / name, **kwargs)
     return (tmp_path / name).read_bytes()
 
 
@@ -92,13 +90,13 @@ def test_truncated_checkpoints_say_so_in_one_line(kind, tmp_path):
     elif kind == "legacy pickle":
         data = _saved(tmp_path, "full.pth", _use_new_zipfile_serialization=False)
     elif kind == "safetensors":
-        data = safetensors_bytes(build_tiny_conditional_detr().state_dict())
+        data = safetensors_bytes(build_tiny_model("conditional_detr").state_dict())
     else:
         data = b""
     path = tmp_path / ("cut.safetensors" if kind == "safetensors" else "cut.pth")
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(TruncatedCheckpointError) as e:
-        DetectionCheckpointer(build_tiny_conditional_detr()).load(str(path))
+        DetectionCheckpointer(build_tiny_model("conditional_detr")).load(str(path))
     message = str(e.value)
     assert message.startswith(f"{path}: ") and "\n" not in message
     assert (
@@ -120,7 +118,7 @@ def test_files_that_are_no_checkpoint_say_what_they_look_like(content, looks_lik
     path = tmp_path / "model_final.pth"
     path.write_bytes(content)
     with pytest.raises(NotACheckpointError) as e:
-        DetectionCheckpointer(build_tiny_conditional_detr()).load(str(path))
+        DetectionCheckpointer(build_tiny_model("conditional_detr")).load(str(path))
     message = str(e.value)
     assert message.startswith(f"{path}: not a checkpoint: {looks_like}") and "\n" not in message
     assert "re-save" not in message and message.endswith(".safetensors files and Hugging Face model folders")
@@ -138,13 +136,13 @@ def test_other_containers_that_are_no_checkpoint(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "last_checkpoint").write_text("model_final.pth")
     with pytest.raises(NotACheckpointError, match=r"a training output folder: pass its model_final.pth"):
-        DetectionCheckpointer(build_tiny_conditional_detr()).load(str(tmp_path / "run"))
+        DetectionCheckpointer(build_tiny_model("conditional_detr")).load(str(tmp_path / "run"))
 
 
 def test_report_is_logged_once_at_info_for_a_complete_load(tmp_path, caplog):
-    model = build_tiny_conditional_detr()
+    model = build_tiny_model("conditional_detr")
     (tmp_path / "m.safetensors").write_bytes(safetensors_bytes(model.state_dict()))
     with caplog.at_level(logging.INFO, logger="detrex.checkpoint.detection_checkpoint"):
-        DetectionCheckpointer(build_tiny_conditional_detr()).load(str(tmp_path / "m.safetensors"))
+        DetectionCheckpointer(build_tiny_model("conditional_detr")).load(str(tmp_path / "m.safetensors"))
     (record,) = [r for r in caplog.records if r.message.startswith("Loading")]
     assert record.levelname == "INFO" and "Not loaded" not in record.message

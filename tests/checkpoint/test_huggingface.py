@@ -16,7 +16,7 @@ from detrex.checkpoint.huggingface import (
     to_hub_names,
 )
 from detrex.checkpoint.resnet_keys import BackboneLayout
-from tests.projects.conditional_detr.tiny_conditional_detr import build_tiny_conditional_detr
+from tests.tiny import build_tiny_model
 
 D2 = BackboneLayout("backbone.", "detectron2")
 HUB_TO_DETREX = {  # written out independently of the tables
@@ -157,13 +157,13 @@ def test_config_json_of_both_versions_is_read_offline():
 
 
 def test_config_json_that_describes_another_network_is_refused():
-    model = build_tiny_conditional_detr()  # 4 heads, no dilation
-    check_hf_config(parse_hf_config({"model_type": "conditional_detr", "encoder_attention_heads": 4}), model)
+    model = build_tiny_model("conditional_detr", backbone="resnet18")  # 8 heads, res5 not dilated
+    check_hf_config(parse_hf_config({"model_type": "conditional_detr", "encoder_attention_heads": 8}), model)
     with pytest.raises(IncompatibleCheckpointError) as e:
-        check_hf_config(parse_hf_config({"model_type": "conditional_detr", "encoder_attention_heads": 8,
+        check_hf_config(parse_hf_config({"model_type": "conditional_detr", "encoder_attention_heads": 4,
                                          "dilation": True, "activation_function": "gelu"}), model)  # fmt: skip
     message = str(e.value)
-    assert "8 encoder attention heads, the model 4: set model.transformer.encoder.num_heads=8" in message
+    assert "4 encoder attention heads, the model 8: set model.transformer.encoder.num_heads=4" in message
     assert "config.json has dilation=True, the model's backbone does not match: use a DC5 config" in message
     assert "activation_function='gelu'" in message
     with pytest.raises(IncompatibleCheckpointError, match="downsample_in_bottleneck=true"):
@@ -173,7 +173,7 @@ def test_config_json_that_describes_another_network_is_refused():
 
 
 def test_other_transformers_detectors_and_other_families_are_named(tmp_path):
-    model = build_tiny_conditional_detr()
+    model = build_tiny_model("conditional_detr")
     detr = {
         "model.input_projection.weight": torch.zeros(1),
         "model.decoder.layers.0.encoder_attn.q_proj.weight": torch.zeros(1),
@@ -186,15 +186,14 @@ def test_other_transformers_detectors_and_other_families_are_named(tmp_path):
     torch.save(detr, tmp_path / "pytorch_model.bin")
     with pytest.raises(IncompatibleCheckpointError, match="a Hugging Face transformers detr checkpoint"):
         DetectionCheckpointer(model).load(str(tmp_path))
-    from tests.projects.anchor_detr.tiny_anchor_detr import build_tiny_anchor_detr
-
     conditional = to_hf_state_dict(model.state_dict())
     with pytest.raises(IncompatibleCheckpointError, match="the model to load it into is Anchor-DETR"):
-        convert_checkpoint(conditional, build_tiny_anchor_detr().state_dict())
+        convert_checkpoint(conditional, build_tiny_model("anchor_detr").state_dict())
 
 
 def test_export_then_import_gives_back_every_tensor():
-    model = build_tiny_conditional_detr("model.num_classes=80", seed=2)
+    # transformers' models have a timm ResNet with frozen norms
+    model = build_tiny_model("conditional_detr", "model.num_classes=80", seed=2, backbone="resnet18")
     hub = to_hf_state_dict(model.state_dict())
     assert (
         "model.encoder.layers.1.self_attn.v_proj.weight" in hub
@@ -207,17 +206,16 @@ def test_export_then_import_gives_back_every_tensor():
 
 
 def test_export_refuses_what_transformers_cannot_run():
-    from tests.projects.anchor_detr.tiny_anchor_detr import build_tiny_anchor_detr
-
     with pytest.raises(HFExportError, match="Anchor-DETR has no Hugging Face transformers model"):
-        hf_config(build_tiny_anchor_detr(), None)
-    assert timm_backbone_name(build_tiny_conditional_detr().state_dict()) == "resnet18"
-    narrow = build_tiny_conditional_detr("model.backbone.stem.out_channels=32")
+        hf_config(build_tiny_model("anchor_detr"), None)
+    resnet18 = build_tiny_model("conditional_detr", backbone="resnet18")
+    assert timm_backbone_name(resnet18.state_dict()) == "resnet18"
+    narrow = build_tiny_model("conditional_detr", "model.backbone.stem.out_channels=32", backbone="resnet18")
     with pytest.raises(HFExportError, match="is not a standard ResNet"):
         hf_config(narrow, None)
-    res4 = build_tiny_conditional_detr("model.backbone.out_features=['res4']", "model.in_features=['res4']",
-                                       "model.in_channels=256")  # fmt: skip
+    res4 = build_tiny_model("conditional_detr", "model.backbone.out_features=['res4']", "model.in_features=['res4']",
+                            "model.in_channels=256", backbone="resnet18")  # fmt: skip
     with pytest.raises(HFExportError, match="not the backbone's last stage"):
         hf_config(res4, None)
     with pytest.raises(HFExportError, match="the dataset has 3 classes, the model 5"):
-        hf_config(build_tiny_conditional_detr(), ["a", "b", "c"])
+        hf_config(resnet18, ["a", "b", "c"])

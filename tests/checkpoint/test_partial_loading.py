@@ -17,21 +17,22 @@ from detrex.checkpoint import (
 )
 from detrex.checkpoint.detection_checkpoint import Detectron2Handler
 from tests.projects.conditional_detr.test_checkpoint_formats import official_checkpoint
-from tests.projects.conditional_detr.tiny_conditional_detr import build_tiny_conditional_detr
+from tests.tiny import FROZEN_NORMS, build_tiny_model
 
 LOGGER = "detrex.checkpoint.detection_checkpoint"
+TWO_LAYERS = "model.transformer.decoder.num_layers=2"  # the published model's; variants have 1 or 3
 
 
 @pytest.fixture(scope="module")
 def published():
     """A trained tiny model (2 decoder layers, 5 classes) and its checkpoint's state dict."""
-    model = build_tiny_conditional_detr(seed=1)
+    model = build_tiny_model("conditional_detr", TWO_LAYERS, seed=1)
     return model, {k: v.clone() for k, v in model.state_dict().items()}
 
 
 def _load(tmp_path, sd, *overrides, name="published.pth", caplog=None):
     torch.save({"model": sd}, tmp_path / name)
-    model = build_tiny_conditional_detr(*overrides, seed=2)
+    model = build_tiny_model("conditional_detr", TWO_LAYERS, *overrides, seed=2)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     checkpointer = DetectionCheckpointer(model)
     checkpointer.load(str(tmp_path / name))
@@ -78,14 +79,14 @@ def test_new_head_is_skipped_and_named(published, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger=LOGGER):
         model, before, checkpointer = _load(tmp_path, sd, "model.num_classes=7")
     plan = checkpointer.last_load
-    assert plan.wrong_shape == [("class_embed.weight", (5, 32), (7, 32)), ("class_embed.bias", (5,), (7,))]
+    assert plan.wrong_shape == [("class_embed.weight", (5, 128), (7, 128)), ("class_embed.bias", (5,), (7,))]
     assert plan.unloaded_class_head == ["class_embed.weight", "class_embed.bias"] and not plan.missing
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key] if key.startswith("class_embed.") else sd[key]), key
     record = caplog.records[-1]
     assert record.levelname == "WARNING"
     assert (
-        "| class_embed.{weight, bias} | shape (5, 32), (5,) in the checkpoint, (7, 32), (7,) in the model |"
+        "| class_embed.{weight, bias} | shape (5, 128), (5,) in the checkpoint, (7, 128), (7,) in the model |"
         in (record.message)
     )
     assert (
@@ -97,7 +98,9 @@ def test_new_head_is_skipped_and_named(published, tmp_path, caplog):
 def test_official_release_into_a_variant(published, tmp_path):
     model, _ = published
     torch.save({"model": official_checkpoint(model, num_rows=91)}, tmp_path / "official.pth")
-    variant = build_tiny_conditional_detr("model.transformer.decoder.num_layers=1", "model.num_classes=80")
+    variant = build_tiny_model(  # frozen norms, as the official models
+        "conditional_detr", "model.transformer.decoder.num_layers=1", "model.num_classes=80", *FROZEN_NORMS
+    )
     checkpointer = DetectionCheckpointer(variant)
     checkpointer.load(str(tmp_path / "official.pth"))
     assert checkpointer.loaded_format.startswith("official conditional_detr")
@@ -117,7 +120,7 @@ def test_matching_heuristics_load_keys_by_dotted_suffix(published, tmp_path):
     _, sd = published
     bare = {k[len("transformer.") :]: v for k, v in sd.items() if k.startswith("transformer.")}
     torch.save({"model": bare}, tmp_path / "transformer.pth")
-    model = build_tiny_conditional_detr(seed=2)
+    model = build_tiny_model("conditional_detr", TWO_LAYERS, seed=2)
     with pytest.raises(CheckpointError, match="add \\?matching_heuristics=True to the path"):
         DetectionCheckpointer(model).load(str(tmp_path / "transformer.pth"))
     checkpointer = DetectionCheckpointer(model)
@@ -126,7 +129,7 @@ def test_matching_heuristics_load_keys_by_dotted_suffix(published, tmp_path):
     assert sorted(checkpointer.last_load.to_load) == sorted(k for k in sd if k.startswith("transformer."))
     for key in checkpointer.last_load.to_load:
         assert torch.equal(model.state_dict()[key], sd[key]), key
-    torch.save({"model": {"norms.0.weight": torch.ones(32)}}, tmp_path / "ambiguous.pth")
+    torch.save({"model": {"norms.0.weight": torch.ones(128)}}, tmp_path / "ambiguous.pth")
     with pytest.raises(IncompatibleCheckpointError, match="'norms.0.weight' is the suffix of both"):
         checkpointer.load(f"{tmp_path / 'ambiguous.pth'}?matching_heuristics=True")
     with pytest.raises(CheckpointPathError, match=r"unsupported query 'strict=1'"):
@@ -135,7 +138,7 @@ def test_matching_heuristics_load_keys_by_dotted_suffix(published, tmp_path):
 
 def test_missing_file_is_one_line(tmp_path):
     with pytest.raises(CheckpointNotFoundError) as e:
-        DetectionCheckpointer(build_tiny_conditional_detr()).load(str(tmp_path / "nope.pth"))
+        DetectionCheckpointer(build_tiny_model("conditional_detr")).load(str(tmp_path / "nope.pth"))
     assert isinstance(e.value, FileNotFoundError)
     assert str(e.value) == (
         f"{tmp_path / 'nope.pth'}: no such file or folder; check the path (train.init_checkpoint=...), or pass "
@@ -146,9 +149,11 @@ def test_missing_file_is_one_line(tmp_path):
 def test_hugging_face_model_id_gets_a_download_hint():
     with pytest.raises(CheckpointNotFoundError, match=r"a Hugging Face model id\? download it with `hf download "
                        r"microsoft/conditional-detr-resnet-50 --local-dir DIR`"):  # fmt: skip
-        DetectionCheckpointer(build_tiny_conditional_detr()).load("microsoft/conditional-detr-resnet-50")
+        DetectionCheckpointer(build_tiny_model("conditional_detr")).load(
+            "microsoft/conditional-detr-resnet-50"
+        )
     with pytest.raises(CheckpointNotFoundError) as e:  # a relative checkpoint path gets no such hint
-        DetectionCheckpointer(build_tiny_conditional_detr()).load("no_such_output/model_final.pth")
+        DetectionCheckpointer(build_tiny_model("conditional_detr")).load("no_such_output/model_final.pth")
     assert "Hugging Face" not in str(e.value)
 
 
@@ -157,7 +162,7 @@ def test_failed_download_names_url_cache_and_config_keys(tmp_path, monkeypatch):
     the config keys; with the file placed there, the same path loads without network."""
     monkeypatch.setenv("FVCORE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(Detectron2Handler, "URL", "http://127.0.0.1:9/detectron2/")  # port 9: nothing listens
-    model = build_tiny_conditional_detr()
+    model = build_tiny_model("conditional_detr")
     for path, cached in (
         ("http://127.0.0.1:9/models/tiny-0123.pth", tmp_path / "cache/models/tiny-0123.pth"),
         (
@@ -175,6 +180,6 @@ def test_failed_download_names_url_cache_and_config_keys(tmp_path, monkeypatch):
         assert e.value.cache_path == str(cached) and isinstance(e.value, OSError)
     os.makedirs(tmp_path / "cache/models", exist_ok=True)  # the failed download made the folder
     torch.save({"model": model.state_dict()}, tmp_path / "cache/models/tiny-0123.pth")
-    checkpointer = DetectionCheckpointer(build_tiny_conditional_detr(seed=4))
+    checkpointer = DetectionCheckpointer(build_tiny_model("conditional_detr", seed=4))
     checkpointer.load("http://127.0.0.1:9/models/tiny-0123.pth")
     assert not checkpointer.last_load.not_loaded

@@ -7,7 +7,12 @@ import pytest
 from PIL import Image
 
 from detrex.data import DatasetCatalog, MetadataCatalog
-from detrex.data.datasets import SHAPE_CLASSES, ensure_synthetic_shapes, generate_synthetic_shapes
+from detrex.data.datasets import (
+    SHAPE_CLASSES,
+    ensure_synthetic_shapes,
+    generate_synthetic_shapes,
+    register_synthetic_shapes,
+)
 from detrex.data.datasets.synthetic import _render_image
 
 
@@ -101,3 +106,18 @@ def test_stale_or_partial_folder_is_reported(tmp_path):
     (folder / "annotations.json").unlink()
     with pytest.raises(RuntimeError, match="no annotations.json"):
         ensure_synthetic_shapes(str(folder), 3, seed=1)
+
+
+def test_split_of_smaller_images_with_fewer_objects(unique_name, monkeypatch, tmp_path):
+    """register_synthetic_shapes passes the drawing arguments on; a folder drawn with others is reported."""
+    monkeypatch.setenv("DETREX_DATASETS", str(tmp_path))
+    name = unique_name("small_shapes")
+    register_synthetic_shapes(name, "small", 6, seed=3, max_size=140, max_objects=2)
+    dicts = DatasetCatalog.get(name)
+    assert len(dicts) == 6 and all(128 <= min(d["height"], d["width"]) <= max(d["height"], d["width"]) <= 140
+                                   for d in dicts)  # fmt: skip
+    assert all(1 <= len(d["annotations"]) <= 2 for d in dicts)
+    reference = json.loads(open(generate_synthetic_shapes(str(tmp_path / "ref"), 6, 3, 128, 140, 2)).read())
+    assert json.loads(open(MetadataCatalog.get(name).json_file).read()) == reference
+    with pytest.raises(RuntimeError, match=r"'image_size': \[128, 140\], 'max_objects': 2}, expected"):
+        ensure_synthetic_shapes(str(tmp_path / "synthetic_shapes" / "small"), 6, seed=3)

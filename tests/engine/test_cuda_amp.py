@@ -18,18 +18,17 @@ import torch
 from detrex.checkpoint import DetectionCheckpointer
 from detrex.engine import HookBase, Trainer
 from tests.cuda_utils import (
-    TINY_CONFIGS,
     TINY_SIZES,
     build_cuda_model,
     build_optimizer,
     fp32_precision,
     parity_weights,
-    synthetic_batch,
 )
 from tests.projects.parity_utils import (
     build_model,
     train_inputs,
 )
+from tests.tiny import CONFIGS, FAMILIES, random_inputs
 
 pytestmark = pytest.mark.cuda
 
@@ -111,8 +110,8 @@ class RecordLosses(HookBase):
 
 
 def fp16_trainer(family, output_dir, hooks_before_save=()):
-    cfg, model = build_cuda_model(TINY_CONFIGS[family], seed=0)
-    batch = synthetic_batch(TINY_SIZES, cfg.model.num_classes)
+    cfg, model = build_cuda_model(CONFIGS[family], seed=0)
+    batch = random_inputs(TINY_SIZES, with_instances=True)
     trainer = Trainer(
         model,
         itertools.repeat(batch),
@@ -127,7 +126,7 @@ def fp16_trainer(family, output_dir, hooks_before_save=()):
     return trainer, checkpointer, record
 
 
-@pytest.mark.parametrize("family", sorted(TINY_CONFIGS))
+@pytest.mark.parametrize("family", FAMILIES)
 def test_grad_scaler_state_is_checkpointed_and_resumed(family, tmp_path):
     trainer, _, uninterrupted = fp16_trainer(family, tmp_path)
     trainer.train(0, 5)

@@ -11,7 +11,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from tests.cuda_utils import build_cuda_model, build_optimizer, fp32_precision, synthetic_batch
+from tests.cuda_utils import build_cuda_model, build_optimizer, fp32_precision
+from tests.tiny import random_inputs
 
 pytestmark = pytest.mark.cuda
 
@@ -40,7 +41,12 @@ def test_ddp_steps_without_searching_unused_parameters(family, nccl_group):
         model, device_ids=[0], find_unused_parameters=False, **{sync_buffers: cfg.train.ddp.broadcast_buffers}
     )
     optimizer = build_optimizer(cfg, model)
-    batches = [synthetic_batch([(256, 320), (224, 352)], cfg.model.num_classes, seed=s) for s in range(3)]
+    batches = [
+        random_inputs(
+            [(256, 320), (224, 352)], seed=s, with_instances=True, num_classes=cfg.model.num_classes
+        )
+        for s in range(3)
+    ]
     with fp32_precision("ieee"):
         for batch in batches:  # an unused parameter fails the second forward ("Expected to have finished
             optimizer.zero_grad(set_to_none=True)  # reduction in the prior iteration ...")

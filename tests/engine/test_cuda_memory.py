@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from detrex.engine import Trainer
-from tests.cuda_utils import build_cuda_model, build_optimizer, synthetic_batch
+from tests.cuda_utils import build_cuda_model, build_optimizer
+from tests.tiny import random_inputs
 
 pytestmark = pytest.mark.cuda
 
@@ -22,7 +23,7 @@ R50_CONFIGS = {
 @pytest.mark.parametrize("family", sorted(R50_CONFIGS))
 def test_r50_train_step_peak_memory_at_batch_2(family, record_property):
     cfg, model = build_cuda_model(R50_CONFIGS[family])
-    batch = synthetic_batch([(800, 1333), (800, 1200)], cfg.model.num_classes)
+    batch = random_inputs([(800, 1333), (800, 1200)], with_instances=True, num_classes=cfg.model.num_classes)
     clip = cfg.train.clip_grad
     trainer = Trainer(
         model,

@@ -12,15 +12,14 @@ import torch
 from detrex.engine import HookBase, Trainer
 from detrex.engine.optimizer import clip_grad_norm
 from tests.cuda_utils import (
-    TINY_CONFIGS,
     TINY_SIZES,
     build_cuda_model,
     build_optimizer,
     host_syncs,
     line_of,
     no_host_syncs,
-    synthetic_batch,
 )
+from tests.tiny import CONFIGS, FAMILIES, random_inputs
 
 pytestmark = pytest.mark.cuda
 
@@ -28,11 +27,11 @@ MATCHER_COPY = ("detrex/modeling/matcher.py", "costs = costs.cpu()")
 LOSS_CHECK = ("detrex/engine/train_loop.py", "values.tolist()")
 
 
-@pytest.mark.parametrize("family", sorted(TINY_CONFIGS))
+@pytest.mark.parametrize("family", FAMILIES)
 def test_model_step_waits_only_for_the_matcher_copy(family):
-    cfg, model = build_cuda_model(TINY_CONFIGS[family])
+    cfg, model = build_cuda_model(CONFIGS[family])
     optimizer = build_optimizer(cfg, model)
-    batch = synthetic_batch(TINY_SIZES, cfg.model.num_classes)
+    batch = random_inputs(TINY_SIZES, with_instances=True)
 
     def backward_and_update(losses):
         sum(losses.values()).backward()
@@ -69,10 +68,10 @@ class RecordHostSyncs(HookBase):
 
 
 @pytest.mark.parametrize("amp", ["fp32", "bf16", "fp16"])
-@pytest.mark.parametrize("family", sorted(TINY_CONFIGS))
+@pytest.mark.parametrize("family", FAMILIES)
 def test_trainer_step_waits_for_the_matcher_copy_and_the_loss_check(family, amp):
-    cfg, model = build_cuda_model(TINY_CONFIGS[family])
-    batch = synthetic_batch(TINY_SIZES, cfg.model.num_classes)
+    cfg, model = build_cuda_model(CONFIGS[family])
+    batch = random_inputs(TINY_SIZES, with_instances=True)
     trainer = Trainer(
         model,
         itertools.repeat(batch),

@@ -1,4 +1,4 @@
-"""tools/train_net.py end to end on the GPU: a tiny Conditional-DETR on 16 synthetic images with fp16 AMP
+"""tools/train_net.py end to end on the GPU: a tiny Conditional-DETR on 4 synthetic images with fp16 AMP
 (so checkpoints carry a GradScaler): train with a checkpoint, --resume to a longer schedule, --eval-only.
 ``--num-gpus 1`` runs in the launching process (no process group, as detectron2); two GPUs run two NCCL
 processes with DistributedDataParallel. Every run is a subprocess (`sys.executable tools/train_net.py`)."""
@@ -16,7 +16,7 @@ import torch
 pytestmark = [pytest.mark.cuda, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG = "tests/engine/configs/tiny_conditional_detr.py"
+CONFIG = "tests/configs/tiny_conditional_detr.py"
 AMP = ["train.device=cuda", "train.amp.enabled=True", "train.amp.dtype=float16"]
 
 

@@ -1,4 +1,4 @@
-"""tools/train_net.py end to end on CPU: a tiny Conditional-DETR on 16 synthetic images, two gloo processes.
+"""tools/train_net.py end to end on CPU: a tiny Conditional-DETR on 4 synthetic images, two gloo processes.
 
 Covers training outputs, exact resume after a kill, a NaN stop, --eval-only, two "machines" on one host
 and override typos. Every run is a subprocess (`sys.executable tools/train_net.py ...`).
@@ -22,7 +22,7 @@ from detrex.engine import find_free_port
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG = "tests/engine/configs/tiny_conditional_detr.py"
+CONFIG = "tests/configs/tiny_conditional_detr.py"
 TIMING_KEYS = {"time", "data_time", "eta_seconds"}
 TIMINGS: dict[str, float] = {}
 

@@ -7,9 +7,8 @@ their 1x1 weight gradients (and the input projection's) with channels-last strid
 import pytest
 import torch
 
-from detrex.config import LazyConfig, instantiate
 from detrex.layers import conv_weights_channels_last
-from detrex.structures import Boxes, Instances
+from tests.tiny import FAMILIES, build_tiny_model, random_inputs
 
 
 def test_conv_weights_channels_last_strides_and_values():
@@ -23,20 +22,10 @@ def test_conv_weights_channels_last_strides_and_values():
     assert convs[1].weight.stride() == (4, 1, 4, 4)  # loading keeps the layout
 
 
-@pytest.mark.parametrize(
-    "config",
-    [
-        "projects/conditional_detr/configs/conditional_detr_tiny_synthetic.py",
-        "projects/anchor_detr/configs/anchor_detr_tiny_synthetic.py",
-    ],
-)
-def test_gradients_have_the_parameters_strides(config):
-    torch.manual_seed(0)
-    model = instantiate(LazyConfig.load(config).model).train()
-    instances = Instances((128, 160), gt_boxes=Boxes(torch.tensor([[10.0, 10.0, 50.0, 60.0]])))
-    instances.gt_classes = torch.tensor([1])
-    batch = [{"image": torch.randint(0, 256, (3, 128, 160), dtype=torch.uint8), "instances": instances}]
-    sum(model(batch).values()).backward()
+@pytest.mark.parametrize("family", FAMILIES)
+def test_gradients_have_the_parameters_strides(family):
+    model = build_tiny_model(family).train()
+    sum(model(random_inputs([(128, 160)], with_instances=True)).values()).backward()
     trained = [(n, p) for n, p in model.named_parameters() if p.grad is not None]
     assert any(p.dim() == 4 and p.shape[-1] == 1 for _, p in trained)  # 1x1 convolutions are among them
     mismatched = [(n, p.stride(), p.grad.stride()) for n, p in trained if p.grad.stride() != p.stride()]

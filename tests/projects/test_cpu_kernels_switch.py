@@ -1,4 +1,4 @@
-"""Both detectors with the CPU kernels on and off (their tiny configs, frozen norms in the backbone so that
+"""Both detectors with the CPU kernels on and off (the tests' tiny models with frozen norms in the backbone, so that
 every kernel has work): with dropout 0 the same outputs, losses and gradients within float rounding; with
 dropout > 0 the same keep rate in every dropout module."""
 
@@ -6,17 +6,9 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from detrex.config import LazyConfig, instantiate
 from detrex.layers import Dropout, cpu_kernels
-from detrex.structures import Boxes, Instances
+from tests.tiny import FAMILIES, FROZEN_NORMS, build_tiny_model, random_inputs
 
-CONFIGS = {
-    "anchor_detr": "projects/anchor_detr/configs/models/anchor_detr_tiny.py",
-    "conditional_detr": "projects/conditional_detr/configs/models/conditional_detr_tiny.py",
-}
-FROZEN_NORMS = [f"model.backbone.stages[{i}].norm=FrozenBN" for i in range(3)] + [
-    "model.backbone.stem.norm=FrozenBN"
-]
 DROPOUT = {
     "anchor_detr": ["model.transformer.dropout={p}"],
     "conditional_detr": [
@@ -28,29 +20,14 @@ DROPOUT = {
 
 
 def build(family: str, dropout: float = 0.0):
-    cfg = LazyConfig.load(CONFIGS[family])
-    overrides = FROZEN_NORMS + [o.format(p=dropout) for o in DROPOUT[family]]
-    torch.manual_seed(0)
-    model = instantiate(LazyConfig.apply_overrides(cfg, overrides).model)
-    with torch.no_grad():  # zero-initialised box heads would put every box on its reference point
-        for p in model.parameters():
-            if p.dim() > 1 and p.abs().sum() == 0:
-                p.normal_(std=0.1)
-    return model
+    return build_tiny_model(family, *FROZEN_NORMS, *(o.format(p=dropout) for o in DROPOUT[family]))
 
 
 def batch():
-    g = torch.Generator().manual_seed(0)
-    items = []
-    for h, w in ((112, 144), (128, 96)):
-        boxes = torch.tensor([[10.0, 12.0, 60.0, 70.0], [40.0, 30.0, 90.0, 94.0]])
-        inst = Instances((h, w), gt_boxes=Boxes(boxes), gt_classes=torch.tensor([1, 3]))
-        image = torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
-        items.append({"image": image, "height": h, "width": w, "instances": inst})
-    return items
+    return random_inputs([(112, 144), (128, 96)], with_instances=True)
 
 
-@pytest.mark.parametrize("family", sorted(CONFIGS))
+@pytest.mark.parametrize("family", FAMILIES)
 def test_switch_on_and_off_agree_without_dropout(family):
     model = build(family)
     inputs = batch()
@@ -78,7 +55,7 @@ def test_switch_on_and_off_agree_without_dropout(family):
         assert_close(grad, grads_off[name], rtol=1e-3, atol=1e-4 * scale + 1e-8, msg=name)
 
 
-@pytest.mark.parametrize("family", sorted(CONFIGS))
+@pytest.mark.parametrize("family", FAMILIES)
 def test_dropout_keep_rate_is_the_same_with_the_switch_on_and_off(family):
     p = 0.3
     model = build(family, dropout=p).train()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from detrex.config import LazyConfig, instantiate
-from tests.cuda_utils import synthetic_batch
+from tests.tiny import random_inputs
 
 CONFIGS = [
     "projects/anchor_detr/configs/anchor_detr_tiny_synthetic.py",
@@ -22,7 +22,9 @@ def test_every_trainable_parameter_gets_a_gradient(config):
     cfg = LazyConfig.apply_overrides(LazyConfig.load(config), ["train.device=cpu"])
     torch.manual_seed(0)
     model = instantiate(cfg.model).train()
-    losses = model(synthetic_batch([(96, 128), (80, 112)], cfg.model.num_classes))
+    losses = model(
+        random_inputs([(96, 128), (80, 112)], with_instances=True, num_classes=cfg.model.num_classes)
+    )
     sum(losses.values()).backward()
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
     missing = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]

@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-TINY_CONDITIONAL = "tests/tools/configs/tiny_conditional_detr.py"
-TINY_ANCHOR = "tests/tools/configs/tiny_anchor_detr.py"
+TINY_CONDITIONAL = "tests/configs/tiny_conditional_detr.py"
+TINY_ANCHOR = "tests/configs/tiny_anchor_detr.py"
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -43,29 +43,29 @@ def _edge_fraction_fixture():
 
 
 @pytest.fixture(scope="session")
-def tiny_shapes(tmp_path_factory):
-    """Registers "tools_shapes_train" (4 images) and "tools_shapes_val" (2 images): synthetic shapes at
-    128-160 px, the datasets of the tiny test configs. Returns {name: folder}."""
-    from detrex.data import (
-        DatasetCatalog,
-        MetadataCatalog,
-        generate_synthetic_shapes,
-        register_coco_instances,
-    )
+def _datasets_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("datasets")
 
-    root = tmp_path_factory.mktemp("tools_shapes")
+
+@pytest.fixture(autouse=True)
+def _datasets_in_tmp(_datasets_root, monkeypatch):
+    """$DETREX_DATASETS is a temporary folder of this test session: the synthetic splits that the test configs
+    register are generated there (once per session), never under ./datasets."""
+    monkeypatch.setenv("DETREX_DATASETS", str(_datasets_root))
+
+
+@pytest.fixture
+def tiny_shapes():
+    """The datasets of the tiny test configs (tests/configs/tiny_recipe.py): "tiny_shapes_train" (4 images) and
+    "tiny_shapes_val" (2 images), registered by loading a config and generated. Returns {name: folder}."""
+    from detrex.config import LazyConfig
+    from detrex.data import DatasetCatalog, MetadataCatalog
+
+    LazyConfig.load(TINY_CONDITIONAL)
     folders = {}
-    for name, num, seed in (("tools_shapes_train", 4, 0), ("tools_shapes_val", 2, 1)):
-        folder = str(root / name)
-        json_file = generate_synthetic_shapes(
-            folder, num, seed=seed, min_size=128, max_size=160, max_objects=3
-        )
-        if name in DatasetCatalog:
-            DatasetCatalog.remove(name)
-            MetadataCatalog.remove(name)
-        register_coco_instances(name, {}, json_file, os.path.join(folder, "images"))
-        DatasetCatalog.get(name)  # loading sets thing_classes in the metadata
-        folders[name] = folder
+    for name in ("tiny_shapes_train", "tiny_shapes_val"):
+        DatasetCatalog.get(name)  # generates the split on first use
+        folders[name] = os.path.dirname(MetadataCatalog.get(name).json_file)
     return folders
 
 
@@ -104,14 +104,14 @@ def one_box_checkpoint(tmp_path_factory):
 
 @pytest.fixture
 def corrupt_image_dataset(tiny_shapes, tmp_path):
-    """Registers "tools_shapes_corrupt": tools_shapes_train (4 images) copied, its first image file a JPEG cut
+    """Registers "tiny_shapes_corrupt": tiny_shapes_train (4 images) copied, its first image file a JPEG cut
     in half (it opens, but decoding fails). Yields (name, path of the broken file)."""
     import json
     import shutil
 
     from detrex.data import DatasetCatalog, MetadataCatalog, register_coco_instances
 
-    source = tiny_shapes["tools_shapes_train"]
+    source = tiny_shapes["tiny_shapes_train"]
     shutil.copytree(os.path.join(source, "images"), tmp_path / "images")
     with open(os.path.join(source, "annotations.json")) as f:
         coco = json.load(f)
@@ -120,7 +120,7 @@ def corrupt_image_dataset(tiny_shapes, tmp_path):
     broken.write_bytes(data[: len(data) // 2])
     json_file = tmp_path / "annotations.json"
     json_file.write_text(json.dumps(coco))
-    name = "tools_shapes_corrupt"
+    name = "tiny_shapes_corrupt"
     register_coco_instances(name, {}, str(json_file), str(tmp_path / "images"))
     yield name, str(broken)
     DatasetCatalog.remove(name)

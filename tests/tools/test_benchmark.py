@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-TINY = "tests/tools/configs/tiny_conditional_detr.py"
+TINY = "tests/configs/tiny_conditional_detr.py"
 
 
 def test_all_tasks_write_json(tiny_shapes, script, tmp_path, capsys):
@@ -122,7 +122,7 @@ def test_benchmark_synthetic_train_batch_and_isolated_tasks(script, tmp_path):
     assert [len(x["instances"]) for x in batch] == [2, 1, 2]
     assert_close(batch[1]["instances"].gt_boxes.tensor, torch.tensor([[20.0, 12.0, 44.0, 26.4]]))
     summary = bench.main(
-        ["--config-file", "tests/tools/configs/tiny_anchor_detr.py", "--task", "train", "--isolate",
+        ["--config-file", "tests/configs/tiny_anchor_detr.py", "--task", "train", "--isolate",
          "--train-size", "64x80,48x80", "--num-iter", "1", "--warmup", "0", "--threads", "1",
          "--output", str(tmp_path / "b.json")]
     )  # fmt: skip

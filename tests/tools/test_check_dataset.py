@@ -5,14 +5,14 @@ import pytest
 
 from detrex.data import DatasetCatalog, MetadataCatalog, register_coco_instances
 
-TINY = "tests/tools/configs/tiny_conditional_detr.py"
+TINY = "tests/configs/tiny_conditional_detr.py"
 
 
 def test_config_datasets_pass(tiny_shapes, script, capsys):
     assert script("tools/check_dataset.py").main(["--config-file", TINY]) == 0
     out = capsys.readouterr().out
-    assert "num_classes: 5" in out and "dataset 'tools_shapes_train': 4 images" in out
-    assert "dataset 'tools_shapes_val': 2 images" in out and "| triangle" in out
+    assert "num_classes: 5" in out and "dataset 'tiny_shapes_train': 4 images" in out
+    assert "dataset 'tiny_shapes_val': 2 images" in out and "| triangle" in out
     # 4 and 2 images: within the default sample, so every file was decoded
     assert "decoded 4 of 4 image files" in out
     assert out.strip().endswith(
@@ -23,15 +23,15 @@ def test_config_datasets_pass(tiny_shapes, script, capsys):
 def test_success_line_says_how_far_images_were_checked(tiny_shapes, script, capsys):
     tool = script("tools/check_dataset.py")
     tool.SAMPLE = 2  # fewer than the 4 training images
-    assert tool.main(["--dataset", "tools_shapes_train"]) == 0
+    assert tool.main(["--dataset", "tiny_shapes_train"]) == 0
     out = capsys.readouterr().out
     assert "decoded 2 of 4 image files" in out
     assert out.strip().endswith(
         "all checks passed (every image file exists; 2 of 4 were decoded: pass --verify-images to decode them all)"
     )
-    assert tool.main(["--dataset", "tools_shapes_train", "--verify-images"]) == 0
+    assert tool.main(["--dataset", "tiny_shapes_train", "--verify-images"]) == 0
     assert "decoded 4 of 4 image files" in capsys.readouterr().out
-    assert tool.main(["--dataset", "tools_shapes_train", "--skip-files"]) == 0
+    assert tool.main(["--dataset", "tiny_shapes_train", "--skip-files"]) == 0
     out = capsys.readouterr().out
     assert "decoded" not in out
     assert out.strip().endswith("all checks passed (image files were not checked: --skip-files)")
@@ -54,14 +54,14 @@ def test_undecodable_image_is_an_error(corrupt_image_dataset, script, capsys):
 def test_class_count_mismatch_fails(tiny_shapes, script, capsys):
     assert script("tools/check_dataset.py").main(["--config-file", TINY, "model.num_classes=3"]) == 1
     out = capsys.readouterr().out
-    assert "ERROR: dataset 'tools_shapes_train' has 5 classes but the model predicts num_classes=3" in out
+    assert "ERROR: dataset 'tiny_shapes_train' has 5 classes but the model predicts num_classes=3" in out
     assert "class id outside [0, 3)" in out and out.strip().endswith("errors found (see above)")
 
 
 @pytest.fixture
 def broken_dataset(tiny_shapes, tmp_path):
-    """tools_shapes_val's json with a missing image, a zero-width box and an image without boxes."""
-    folder = tiny_shapes["tools_shapes_val"]
+    """tiny_shapes_val's json with a missing image, a zero-width box and an image without boxes."""
+    folder = tiny_shapes["tiny_shapes_val"]
     with open(os.path.join(folder, "annotations.json")) as f:
         coco = json.load(f)
     coco["images"].append({"id": 99, "file_name": "gone.jpg", "width": 50, "height": 40})
@@ -69,10 +69,10 @@ def broken_dataset(tiny_shapes, tmp_path):
     coco["images"].append({"id": 98, "file_name": coco["images"][0]["file_name"], "width": 50, "height": 40})
     json_file = tmp_path / "broken.json"
     json_file.write_text(json.dumps(coco))
-    register_coco_instances("tools_shapes_broken", {}, str(json_file), os.path.join(folder, "images"))
-    yield "tools_shapes_broken"
-    DatasetCatalog.remove("tools_shapes_broken")
-    MetadataCatalog.remove("tools_shapes_broken")
+    register_coco_instances("tiny_shapes_broken", {}, str(json_file), os.path.join(folder, "images"))
+    yield "tiny_shapes_broken"
+    DatasetCatalog.remove("tiny_shapes_broken")
+    MetadataCatalog.remove("tiny_shapes_broken")
 
 
 def test_broken_dataset_by_name(broken_dataset, script, capsys):
@@ -92,9 +92,9 @@ def test_broken_dataset_by_name(broken_dataset, script, capsys):
     [
         ([], "give --config-file FILE and/or --dataset NAME"),
         (["--dataset", "no_such_dataset"], "are not registered"),
-        (["--dataset", "tools_shapes_val", "model.num_classes=3"], "look like config overrides"),
+        (["--dataset", "tiny_shapes_val", "model.num_classes=3"], "look like config overrides"),
         (["--config-file", "missing.py"], "no such file"),
-        (["--dataset", "tools_shapes_val", "--skip-files", "--verify-images"], "contradict each other"),
+        (["--dataset", "tiny_shapes_val", "--skip-files", "--verify-images"], "contradict each other"),
     ],
 )
 def test_bad_arguments(argv, message, script, capsys):

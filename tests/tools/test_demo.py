@@ -11,7 +11,7 @@ from detrex.data import read_image
 from detrex.engine.predictor import DefaultPredictor
 from detrex.utils.visualizer import class_color
 
-TINY = os.path.abspath("tests/tools/configs/tiny_conditional_detr.py")
+TINY = os.path.abspath("tests/configs/tiny_conditional_detr.py")
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def demo_setup(tiny_shapes, one_box_checkpoint, tmp_path):
     demo's config overrides, and the expected single detection per image."""
     path, overrides = one_box_checkpoint
     opts = [*overrides, f"train.init_checkpoint={path}"]
-    src = os.path.join(tiny_shapes["tools_shapes_val"], "images")
+    src = os.path.join(tiny_shapes["tiny_shapes_val"], "images")
     (tmp_path / "in" / "sub").mkdir(parents=True)
     inputs = [str(tmp_path / "in" / "a.png"), str(tmp_path / "in" / "sub" / "b.png")]
     for file, dst in zip(sorted(os.listdir(src)), inputs):

@@ -6,7 +6,7 @@ from detrex.config import LazyConfig, instantiate
 from detrex.data import DatasetCatalog, read_image
 from detrex.engine.predictor import DefaultPredictor
 
-TINY = "tests/tools/configs/tiny_conditional_detr.py"
+TINY = "tests/configs/tiny_conditional_detr.py"
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def test_same_as_the_test_loader(cfg_and_model):
     cfg, model = cfg_and_model
     predictor = DefaultPredictor(cfg, model=model)
     mapper = instantiate(cfg.dataloader.test.mapper)
-    for d in DatasetCatalog.get("tools_shapes_val"):
+    for d in DatasetCatalog.get("tiny_shapes_val"):
         with torch.no_grad():
             ref = model([mapper(d)])[0]["instances"]
         ours = predictor(read_image(d["file_name"], format="RGB"))["instances"]

@@ -8,14 +8,14 @@ from detrex.config import LazyConfig, instantiate
 from detrex.data import DatasetCatalog
 from detrex.utils.visualizer import class_color
 
-TINY = "tests/tools/configs/tiny_conditional_detr.py"
+TINY = "tests/configs/tiny_conditional_detr.py"
 
 
 def test_annotations_on_raw_images(tiny_shapes, script, tmp_path, edge_fraction):
     written = script("tools/visualize_data.py").main(
         ["--config-file", TINY, "--source", "annotation", "--output", str(tmp_path), "--num-images", "2"]
     )
-    dicts = DatasetCatalog.get("tools_shapes_train")[:2]
+    dicts = DatasetCatalog.get("tiny_shapes_train")[:2]
     assert written == [
         str(tmp_path / os.path.basename(d["file_name"]).replace(".jpg", ".png")) for d in dicts
     ]

@@ -14,7 +14,7 @@ GAP = 4  # concat_side_by_side's default gap
 def results_file(tiny_shapes, tmp_path):
     """For each val image: its first annotation moved by (+3, +2) with score 0.9, plus a 0.2-score box;
     category ids written as the json's ids (contiguous + 1)."""
-    dicts = DatasetCatalog.get("tools_shapes_val")
+    dicts = DatasetCatalog.get("tiny_shapes_val")
     results, expected = [], {}
     for d in dicts:
         a = d["annotations"][0]
@@ -38,7 +38,7 @@ def test_side_by_side(results_file, script, tmp_path, edge_fraction):
     path, dicts, expected = results_file
     out = tmp_path / "vis"
     written = script("tools/visualize_json_results.py").main(
-        ["--input", path, "--output", str(out), "--dataset", "tools_shapes_val", "--conf-threshold", "0.5"]
+        ["--input", path, "--output", str(out), "--dataset", "tiny_shapes_val", "--conf-threshold", "0.5"]
     )
     assert len(written) == len(dicts) == 2
     for d, file in zip(dicts, written):
@@ -57,22 +57,22 @@ def test_side_by_side(results_file, script, tmp_path, edge_fraction):
 
 def test_id_map_and_errors(results_file, script, tmp_path, capsys):
     tool = script("tools/visualize_json_results.py")
-    metadata = MetadataCatalog.get("tools_shapes_val")
+    metadata = MetadataCatalog.get("tiny_shapes_val")
     assert tool.contiguous_id_map(metadata, {1, 5}) == {1: 0, 2: 1, 3: 2, 4: 3, 5: 4}
     with pytest.raises(ValueError, match=r"category ids \[91\] unknown"):
         tool.contiguous_id_map(metadata, {1, 91})
 
     path, _, _ = results_file
     cases = [
-        (["--input", "nope.json", "--output", "o", "--dataset", "tools_shapes_val"], "no such file"),
-        (["--input", path, "--output", "o", "--dataset", "tools_shapes_vall"], "is not registered"),
-        (["--input", path, "--dataset", "tools_shapes_val"], "--output"),
+        (["--input", "nope.json", "--output", "o", "--dataset", "tiny_shapes_val"], "no such file"),
+        (["--input", path, "--output", "o", "--dataset", "tiny_shapes_vall"], "is not registered"),
+        (["--input", path, "--dataset", "tiny_shapes_val"], "--output"),
     ]
     bad_ids = tmp_path / "bad.json"
     bad_ids.write_text(
         json.dumps([{"image_id": 12345, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1.0}])
     )
-    cases.append((["--input", str(bad_ids), "--output", "o", "--dataset", "tools_shapes_val"], "12345"))
+    cases.append((["--input", str(bad_ids), "--output", "o", "--dataset", "tiny_shapes_val"], "12345"))
     for argv, message in cases:
         with pytest.raises(SystemExit) as e:
             tool.main(argv)
@@ -98,12 +98,12 @@ def test_unreadable_image_is_skipped_with_a_warning(corrupt_image_dataset, scrip
 
 def test_dataset_of_a_config_that_registers_it(results_file, tiny_shapes, script, tmp_path, capsys):
     path, dicts, _ = results_file
-    folder = tiny_shapes["tools_shapes_val"]
+    folder = tiny_shapes["tiny_shapes_val"]
     config = tmp_path / "my_config.py"
     config.write_text(
         "from detrex.data import register_coco_instances\n"
         f"register_coco_instances('my_val_for_vis', {{}}, {folder + '/annotations.json'!r}, {folder + '/images'!r})\n"
-        "dataloader = dict(test=dict(dataset=dict(names='tools_shapes_train')))\n"
+        "dataloader = dict(test=dict(dataset=dict(names='tiny_shapes_train')))\n"
     )
     tool = script("tools/visualize_json_results.py")
     out = tmp_path / "vis"
@@ -123,7 +123,7 @@ def test_dataset_of_a_config_that_registers_it(results_file, tiny_shapes, script
     for argv, message in [
         (["--input", path, "--output", str(out)], "give --dataset (a registered name) or --config-file"),
         (
-            ["--input", path, "--output", str(out), "--dataset", "tools_shapes_val", "a.b=1"],
+            ["--input", path, "--output", str(out), "--dataset", "tiny_shapes_val", "a.b=1"],
             "need --config-file",
         ),
     ]:

@@ -197,9 +197,15 @@ def generate_synthetic_shapes(
     return json_file
 
 
-def _check_existing(folder: str, num_images: int, seed: int) -> None:
+def _check_existing(folder: str, num_images: int, seed: int, min_size: int, max_size: int, max_objects: int):
     info = read_json(os.path.join(folder, "annotations.json")).get("info", {})
-    expected = {"generator_version": GENERATOR_VERSION, "seed": seed, "num_images": num_images}
+    expected = {
+        "generator_version": GENERATOR_VERSION,
+        "seed": seed,
+        "num_images": num_images,
+        "image_size": [min_size, max_size],
+        "max_objects": max_objects,
+    }
     found = {k: info.get(k) for k in expected}
     if found != expected:
         raise RuntimeError(
@@ -208,8 +214,11 @@ def _check_existing(folder: str, num_images: int, seed: int) -> None:
         )
 
 
-def ensure_synthetic_shapes(folder: str, num_images: int, seed: int) -> str:
-    """Generate the split into `folder` unless it is there; returns folder.
+def ensure_synthetic_shapes(
+    folder: str, num_images: int, seed: int, min_size: int = 128, max_size: int = 256, max_objects: int = 5
+) -> str:
+    """Generate the split into `folder` (see `generate_synthetic_shapes`) unless it is there; returns folder.
+    A folder generated with other arguments is an error.
 
     Process-safe: generation writes into a temporary sibling folder that is renamed into place, so a
     concurrent rank either sees nothing or a complete folder; a lock file lets other ranks wait
@@ -217,7 +226,7 @@ def ensure_synthetic_shapes(folder: str, num_images: int, seed: int) -> str:
     """
     json_file = os.path.join(folder, "annotations.json")
     if os.path.isfile(json_file):
-        _check_existing(folder, num_images, seed)
+        _check_existing(folder, num_images, seed, min_size, max_size, max_objects)
         return folder
     if os.path.isdir(folder) and os.listdir(folder):
         raise RuntimeError(
@@ -233,7 +242,7 @@ def ensure_synthetic_shapes(folder: str, num_images: int, seed: int) -> str:
                 start = time.perf_counter()
                 tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(folder)}-", dir=parent)
                 try:
-                    generate_synthetic_shapes(tmp, num_images, seed)
+                    generate_synthetic_shapes(tmp, num_images, seed, min_size, max_size, max_objects)
                     try:
                         os.rename(tmp, folder)
                     except OSError:  # another process won the race; its copy is identical
@@ -247,18 +256,27 @@ def ensure_synthetic_shapes(folder: str, num_images: int, seed: int) -> str:
         finally:
             if fcntl is not None:
                 fcntl.flock(lock, fcntl.LOCK_UN)
-    _check_existing(folder, num_images, seed)
+    _check_existing(folder, num_images, seed, min_size, max_size, max_objects)
     return folder
 
 
-def register_synthetic_shapes(name: str, subdir: str, num_images: int, seed: int) -> None:
-    """Register a synthetic shapes split generated into <root>/synthetic_shapes/<subdir> on first load."""
+def register_synthetic_shapes(
+    name: str,
+    subdir: str,
+    num_images: int,
+    seed: int,
+    min_size: int = 128,
+    max_size: int = 256,
+    max_objects: int = 5,
+) -> None:
+    """Register a synthetic shapes split generated into <root>/synthetic_shapes/<subdir> on first load
+    (`generate_synthetic_shapes`' arguments; the root is looked up at each load)."""
 
     def folder() -> str:
         return os.path.join(get_datasets_root(), "synthetic_shapes", subdir)
 
     def load() -> list[dict]:
-        path = ensure_synthetic_shapes(folder(), num_images, seed)
+        path = ensure_synthetic_shapes(folder(), num_images, seed, min_size, max_size, max_objects)
         return load_coco_json(os.path.join(path, "annotations.json"), os.path.join(path, "images"), name)
 
     DatasetCatalog.register(name, load)

@@ -63,7 +63,7 @@ def test_default_setup_applies_the_config_key(tmp_path):
     from detrex.engine import default_setup
     from detrex.engine.defaults import default_argument_parser
 
-    cfg = LazyConfig.load("projects/conditional_detr/configs/conditional_detr_tiny_synthetic.py")
+    cfg = LazyConfig.load("tests/configs/tiny_conditional_detr.py")
     cfg = LazyConfig.apply_overrides(cfg, [f"train.output_dir={tmp_path}", "train.cpu_kernels=False"])
     default_setup(cfg, default_argument_parser().parse_args([]))
     assert cpu_kernels.active_kernels() == frozenset()

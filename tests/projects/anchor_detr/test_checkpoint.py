@@ -2,7 +2,7 @@ import torch
 
 from detrex.checkpoint import DetectionCheckpointer
 from detrex.checkpoint.converters import COCO_CLASS_ROWS, find_converter
-from tests.projects.anchor_detr.tiny_anchor_detr import build_tiny_anchor_detr, make_input, randomize_heads
+from tests.tiny import build_tiny_model, random_inputs
 
 
 def _official_layout(detrex_sd: dict) -> dict:
@@ -31,8 +31,8 @@ def _assert_heads_shared(model):
 
 
 def test_official_and_detrex_checkpoints_load_every_tensor_and_keep_heads_shared(tmp_path):
-    torch.manual_seed(0)
-    source = build_tiny_anchor_detr(num_classes=80)
+    # official checkpoints hold a torchvision-layout backbone (backbone.body.*) and 80 COCO classes
+    source = build_tiny_model("anchor_detr", "model.num_classes=80", backbone="torchvision_resnet18")
     detrex_sd = _perturbed_state_dict(source, seed=0)
     # tied copies must be equal in a real checkpoint: copy layer 0's head into the others
     for key in list(detrex_sd):
@@ -45,7 +45,9 @@ def test_official_and_detrex_checkpoints_load_every_tensor_and_keep_heads_shared
 
     for sd in (official_sd, detrex_sd):
         torch.save({"model": sd}, tmp_path / "ckpt.pth")
-        model = build_tiny_anchor_detr(num_classes=80)
+        model = build_tiny_model(
+            "anchor_detr", "model.num_classes=80", seed=1, backbone="torchvision_resnet18"
+        )
         DetectionCheckpointer(model).load(str(tmp_path / "ckpt.pth"))
         _assert_heads_shared(model)
         state = model.state_dict()
@@ -55,16 +57,14 @@ def test_official_and_detrex_checkpoints_load_every_tensor_and_keep_heads_shared
 
 
 def test_shared_heads_stay_equal_after_an_optimizer_step():
-    torch.manual_seed(0)
-    model = build_tiny_anchor_detr(num_decoder_layers=3)
-    randomize_heads(model)
+    model = build_tiny_model("anchor_detr")  # 3 decoder layers
     model.load_state_dict(model.state_dict())
     _assert_heads_shared(model)
     params = [p for p in model.parameters() if p.requires_grad]
     assert len(params) == len({id(p) for p in params})  # parameters() lists each shared tensor once
     optimizer = torch.optim.AdamW(params, lr=1e-2)
     before = model.transformer.class_embed[0].weight.detach().clone()
-    losses = model([make_input(64, 96, 0, True), make_input(64, 96, 1, True)])
+    losses = model(random_inputs([(64, 96), (64, 96)], with_instances=True))
     sum(losses.values()).backward()
     optimizer.step()
     assert not torch.equal(model.transformer.class_embed[0].weight, before)

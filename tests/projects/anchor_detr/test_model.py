@@ -3,26 +3,25 @@ import torch
 from torch import nn
 
 from projects.anchor_detr.modeling import AnchorDETRTransformer
-from tests.projects.anchor_detr.tiny_anchor_detr import (
-    NUM_CLASSES,
-    build_tiny_anchor_detr,
-    make_input,
-    randomize_heads,
-)
+from tests.tiny import NUM_CLASSES, build_tiny_model, random_inputs
 
 
 def _raw_outputs(model, batch):
     images = model.preprocess_image(batch)
-    features = model.input_proj(model.backbone(images.tensor)["res5"])
+    features = model.input_proj(model.backbone(images.tensor)[model.in_features[-1]])
     mask = torch.zeros(len(batch), *features.shape[-2:], dtype=torch.bool)
     return model.transformer(features, mask)
 
 
 @pytest.mark.parametrize("spatial_prior", ["learned", "grid"])
 def test_untrained_boxes_sit_on_the_anchor_points(spatial_prior):
-    torch.manual_seed(0)
-    model = build_tiny_anchor_detr(spatial_prior=spatial_prior).eval()
-    points = model.transformer.anchor_points(2, torch.device("cpu"))  # (2, 32, 2)
+    model = build_tiny_model(
+        "anchor_detr",
+        f"model.transformer.spatial_prior={spatial_prior}",
+        "model.transformer.num_query_position=16",  # a 4 x 4 grid
+        random_box_head=False,
+    ).eval()
+    points = model.transformer.anchor_points(2, torch.device("cpu"))  # (2, 48, 2): 16 points x 3 patterns
     if spatial_prior == "grid":
         c = [0.125, 0.375, 0.625, 0.875]
         expected = torch.tensor([[x, y] for x in c for y in c])  # x varies slowest, as in the reference
@@ -31,12 +30,13 @@ def test_untrained_boxes_sit_on_the_anchor_points(spatial_prior):
         expected = model.transformer.position.weight.detach()
         assert model.state_dict()["transformer.position.weight"].shape == (16, 2)
     torch.testing.assert_close(points[0, :16], expected)
-    torch.testing.assert_close(points[1, 16:], expected)  # every pattern reuses the same anchor points
+    # every pattern reuses the same anchor points
+    torch.testing.assert_close(points[1, 16:], expected.repeat(2, 1))
     with torch.no_grad():
-        classes, boxes = _raw_outputs(model, [make_input(64, 96, 0), make_input(64, 96, 1)])
-    assert classes.shape == (2, 2, 32, NUM_CLASSES) and boxes.shape == (2, 2, 32, 4)
+        classes, boxes = _raw_outputs(model, random_inputs([(64, 96), (64, 96)]))
+    assert classes.shape == (3, 2, 48, NUM_CLASSES) and boxes.shape == (3, 2, 48, 4)
     # the box head's last layer starts at zero: centres = anchor points, sizes = sigmoid(-2)
-    torch.testing.assert_close(boxes[:, :, :, :2], points.expand(2, -1, -1, -1), rtol=0, atol=1e-6)
+    torch.testing.assert_close(boxes[:, :, :, :2], points.expand(3, -1, -1, -1), rtol=0, atol=1e-6)
     torch.testing.assert_close(
         boxes[..., 2:], torch.full_like(boxes[..., 2:], torch.sigmoid(torch.tensor(-2.0)))
     )
@@ -52,27 +52,26 @@ def test_grid_rounds_to_a_square_and_follows_the_input_device():
 
 
 def test_multihead_attention_variant_builds_runs_and_trains():
-    torch.manual_seed(0)
-    model = build_tiny_anchor_detr(attention_type="nn.MultiheadAttention")
+    model = build_tiny_model("anchor_detr", "model.transformer.attention_type=nn.MultiheadAttention")
     sd = model.state_dict()
-    assert sd["transformer.encoder_layers.0.self_attn.in_proj_weight"].shape == (3 * 64, 64)
-    assert sd["transformer.decoder_layers.0.cross_attn.in_proj_weight"].shape == (3 * 64, 64)
+    assert sd["transformer.encoder_layers.0.self_attn.in_proj_weight"].shape == (3 * 128, 128)
+    assert sd["transformer.decoder_layers.0.cross_attn.in_proj_weight"].shape == (3 * 128, 128)
     assert isinstance(model.transformer.encoder_layers[0].self_attn, nn.MultiheadAttention)
-    losses = model([make_input(64, 96, 0, True), make_input(48, 80, 1, True)])
-    assert sorted(losses) == sorted(f"loss_{n}{s}" for n in ("class", "bbox", "giou") for s in ("", "_0"))
+    losses = model(random_inputs([(64, 96), (48, 80)], with_instances=True))
+    assert sorted(losses) == sorted(
+        f"loss_{n}{s}" for n in ("class", "bbox", "giou") for s in ("", "_0", "_1")
+    )
     sum(losses.values()).backward()
     assert model.transformer.encoder_layers[0].self_attn.in_proj_weight.grad.abs().sum() > 0
     model.eval()
     with torch.no_grad():
-        out = model([make_input(64, 96, 0)])[0]["instances"]
-    assert len(out) == 10 and out.image_size == (64, 96)
+        out = model(random_inputs([(64, 96)]))[0]["instances"]
+    assert len(out) == 100 and out.image_size == (64, 96)
 
 
 def test_same_size_batched_inference_equals_one_at_a_time():
-    torch.manual_seed(0)
-    model = build_tiny_anchor_detr().eval()
-    randomize_heads(model)
-    batch = [make_input(64, 96, i) for i in range(3)]
+    model = build_tiny_model("anchor_detr").eval()
+    batch = random_inputs([(64, 96)] * 3)
     for item, size in zip(batch, [(120, 180), (64, 96), (50, 70)]):
         item["height"], item["width"] = size
     with torch.no_grad():
@@ -87,24 +86,23 @@ def test_same_size_batched_inference_equals_one_at_a_time():
 
 
 def test_padding_mask_reaches_the_transformer_in_eval_and_training():
-    torch.manual_seed(0)
-    model = build_tiny_anchor_detr()
+    model = build_tiny_model("anchor_detr")
     seen = []
     model.transformer.register_forward_hook(lambda m, args, out: seen.append(args[1].clone()))
-    batch = [make_input(64, 96, 0, True), make_input(32, 64, 1, True)]  # padded to 64 x 96 -> 2 x 3 at /32
+    batch = random_inputs([(64, 96), (32, 64)], with_instances=True)  # padded to 64 x 96 -> 4 x 6 at /16
     model(batch)
     model.eval()
     with torch.no_grad():
         model(batch)
-    expected = torch.tensor([[[0, 0, 0], [0, 0, 0]], [[0, 0, 1], [1, 1, 1]]], dtype=torch.bool)
+    expected = torch.tensor(
+        [[[0] * 6] * 4, [[0, 0, 0, 0, 1, 1], [0, 0, 0, 0, 1, 1], [1] * 6, [1] * 6]], dtype=torch.bool
+    )
     assert len(seen) == 2 and all(torch.equal(mask, expected) for mask in seen)
 
 
 def test_eval_boxes_are_scaled_clipped_and_topk():
-    torch.manual_seed(0)
-    model = build_tiny_anchor_detr(topk=7).eval()
-    randomize_heads(model, seed=1)
-    item = make_input(64, 96, 0)
+    model = build_tiny_model("anchor_detr", "model.select_box_nums_for_evaluation=7", seed=1).eval()
+    item = random_inputs([(64, 96)])[0]
     item["height"], item["width"] = 100, 150
     with torch.no_grad():
         inst = model([item])[0]["instances"]
@@ -126,9 +124,8 @@ def test_eval_boxes_are_scaled_clipped_and_topk():
 
 
 def test_training_returns_exactly_the_weighted_losses():
-    torch.manual_seed(0)
-    model = build_tiny_anchor_detr(num_decoder_layers=3)
-    losses = model([make_input(64, 96, 0, True), make_input(48, 80, 1, True)])
+    model = build_tiny_model("anchor_detr", backbone="torchvision_resnet18")  # 3 decoder layers
+    losses = model(random_inputs([(64, 96), (48, 80)], with_instances=True))
     expected = {f"loss_{n}{s}" for n in ("class", "bbox", "giou") for s in ("", "_0", "_1")}
     assert set(losses) == expected
     assert all(v.ndim == 0 and torch.isfinite(v) for v in losses.values())
@@ -138,7 +135,7 @@ def test_training_returns_exactly_the_weighted_losses():
 
 
 def test_dropout_reaches_every_dropout_module():
-    model = build_tiny_anchor_detr(dropout=0.1)
+    model = build_tiny_model("anchor_detr", "model.transformer.dropout=0.1")
     rates = {m.p for m in model.modules() if isinstance(m, nn.Dropout)}
     attn = [m.dropout for n, m in model.named_modules() if n.endswith("attn")]
     assert rates == {0.1} and attn and set(attn) == {0.1}
@@ -152,13 +149,13 @@ def test_constructor_checks():
         AnchorDETRTransformer(attention_type="RCDA2")
     with pytest.raises(ValueError, match="spatial_prior"):
         AnchorDETRTransformer(spatial_prior="random")
-    model = build_tiny_anchor_detr()
+    model = build_tiny_model("anchor_detr")
     with pytest.raises(ValueError, match="num_classes"):
-        type(model)(model.backbone, ["res5"], 512, model.transformer, 64, NUM_CLASSES + 1, model.criterion)
+        type(model)(model.backbone, ["res4"], 128, model.transformer, 128, NUM_CLASSES + 1, model.criterion)
 
 
 def test_pixel_normalisation_buffers_follow_to_but_are_not_saved():
-    model = build_tiny_anchor_detr()
+    model = build_tiny_model("anchor_detr")
     assert "pixel_mean" not in model.state_dict() and "pixel_std" not in model.state_dict()
     model.to(torch.float64)
     assert model.pixel_mean.dtype == torch.float64

@@ -28,11 +28,12 @@ def coco_id2label() -> dict[int, str]:
 
 
 def tiny_hf_config(**changes) -> ConditionalDetrConfig:
-    """The transformers twin of tests/projects/conditional_detr/tiny_conditional_detr.py (ResNet-18 from timm,
-    width 32, 4 heads, 2 + 2 layers, 10 queries) with COCO's 91 labels unless ``changes`` say otherwise (a
-    change to None removes the setting)."""
-    values = dict(backbone="resnet18", d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-                  decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, num_queries=10,
+    """The transformers twin of the tests' tiny Conditional-DETR with the ResNet-18 backbone (tests/tiny.py:
+    ``build_tiny_model("conditional_detr", backbone="resnet18")``: ResNet-18 from timm, width 128, 8 heads,
+    2 + 3 layers, 30 queries) with COCO's 91 labels unless ``changes`` say otherwise (a change to None removes
+    the setting)."""
+    values = dict(backbone="resnet18", d_model=128, encoder_layers=2, decoder_layers=3, encoder_attention_heads=8,
+                  decoder_attention_heads=8, encoder_ffn_dim=512, decoder_ffn_dim=512, num_queries=30,
                   id2label=coco_id2label())  # fmt: skip
     values.update(changes)
     return ConditionalDetrConfig(**{k: v for k, v in values.items() if v is not None})

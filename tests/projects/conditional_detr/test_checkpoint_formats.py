@@ -14,7 +14,7 @@ from detrex.checkpoint import CheckpointFormatError, DetectionCheckpointer, Inco
 from detrex.checkpoint.converters import COCO_CLASS_ROWS
 from detrex.checkpoint.resnet_keys import to_torchvision_name
 from detrex.config import LazyConfig, instantiate
-from tests.projects.conditional_detr.tiny_conditional_detr import TINY_OVERRIDES, build_tiny_conditional_detr
+from tests.tiny import FROZEN_NORMS, MODEL_CONFIGS, build_tiny_model, tiny_model_config
 
 REPO = Path(__file__).resolve().parents[3]
 _PROJ = {"query_content": "qcontent", "query_pos": "qpos", "query_pos_sine": "qpos_sine", "key_content": "kcontent",
@@ -49,7 +49,8 @@ def official_checkpoint(model, num_rows=91):
 
 @pytest.fixture(scope="module")
 def tiny_80():
-    return build_tiny_conditional_detr("model.num_classes=80", seed=1)
+    """80 classes and frozen norms, as the official models."""
+    return build_tiny_model("conditional_detr", "model.num_classes=80", *FROZEN_NORMS, seed=1)
 
 
 def _assert_same_state(model, expected):
@@ -61,7 +62,7 @@ def _assert_same_state(model, expected):
 
 def test_official_release_layout_loads_into_every_tensor(tiny_80, tmp_path):
     torch.save({"model": official_checkpoint(tiny_80), "epoch": 49}, tmp_path / "official.pth")
-    fresh = build_tiny_conditional_detr("model.num_classes=80", seed=2)
+    fresh = build_tiny_model("conditional_detr", "model.num_classes=80", *FROZEN_NORMS, seed=2)
     DetectionCheckpointer(fresh).load(str(tmp_path / "official.pth"))
     _assert_same_state(fresh, tiny_80.state_dict())
 
@@ -77,11 +78,8 @@ def test_convert_tool_with_and_without_config(tiny_80, tmp_path):
     by_keys = torch.load(tmp_path / "by_keys.pth", weights_only=True)["model"]
     _assert_same_state(tiny_80, by_keys)
 
-    from tests.projects.conditional_detr.tiny_conditional_detr import MODEL_CONFIG
-
-    overrides = [*TINY_OVERRIDES, "model.num_classes=80"]
     tool.main(["--source", str(tmp_path / "official.pth"), "--output", str(tmp_path / "c.pth"),
-               "--config-file", MODEL_CONFIG, *overrides])  # fmt: skip
+               "--config-file", MODEL_CONFIGS["conditional_detr"], "model.num_classes=80", *FROZEN_NORMS])  # fmt: skip
     _assert_same_state(tiny_80, torch.load(tmp_path / "c.pth", weights_only=True)["model"])
 
 
@@ -92,32 +90,36 @@ def test_anchor_detr_release_into_conditional_detr_is_an_error(tmp_path):
     anchor = {key: torch.zeros(1) for key in spec["shapes"]}  # keys are what matters; shapes stay tiny
     torch.save({"model": anchor}, tmp_path / "anchor.pth")
     with pytest.raises((IncompatibleCheckpointError, CheckpointFormatError), match="anchor|another model"):
-        DetectionCheckpointer(build_tiny_conditional_detr()).load(str(tmp_path / "anchor.pth"))
+        DetectionCheckpointer(build_tiny_model("conditional_detr")).load(str(tmp_path / "anchor.pth"))
 
 
 def test_conditional_release_of_another_size_loads_its_backbone(tiny_80, tmp_path, caplog):
     """An official release of another width shares only its backbone with the model: that loads, the
     transformer and heads keep their values, and the warning table names the mismatched modules."""
     torch.save({"model": official_checkpoint(tiny_80)}, tmp_path / "official.pth")
-    wide = build_tiny_conditional_detr(
-        "model.embed_dim=64", "model.position_embedding.num_pos_feats=32", "model.num_classes=80"
+    narrow = build_tiny_model(
+        "conditional_detr",
+        "model.embed_dim=64",
+        "model.position_embedding.num_pos_feats=32",
+        "model.num_classes=80",
+        *FROZEN_NORMS,
     )
-    before = {k: v.clone() for k, v in wide.state_dict().items()}
-    checkpointer = DetectionCheckpointer(wide)
+    before = {k: v.clone() for k, v in narrow.state_dict().items()}
+    checkpointer = DetectionCheckpointer(narrow)
     with caplog.at_level(logging.WARNING, logger="detrex.checkpoint.detection_checkpoint"):
         checkpointer.load(str(tmp_path / "official.pth"))
     source = tiny_80.state_dict()
-    for key, value in wide.state_dict().items():  # loaded where the shapes agree: all of the backbone
+    for key, value in narrow.state_dict().items():  # loaded where the shapes agree: all of the backbone
         loaded = source[key].shape == value.shape
         assert torch.equal(value, source[key] if loaded else before[key]), key
         assert loaded or not key.startswith("backbone."), key
     assert checkpointer.last_load.unloaded_class_head == ["class_embed.weight"]  # its bias has 80 rows too
     report = caplog.records[-1].message
     assert "| input_proj.{weight, bias} " in report
-    assert "shape (32, 512, 1, 1), (32,) in the checkpoint, (64, 512, 1, 1), (64,) in the model" in report
+    assert "shape (128, 128, 1, 1), (128,) in the checkpoint, (64, 128, 1, 1), (64,) in the model" in report
     assert "| transformer.encoder.layers.0.attentions.* (4) " in report
     assert (
-        "e.g. transformer.encoder.layers.0.attentions.0.attn.in_proj_weight: (96, 32) in the checkpoint"
+        "e.g. transformer.encoder.layers.0.attentions.0.attn.in_proj_weight: (384, 128) in the checkpoint"
         in report
     )
     assert "The class head class_embed.weight was not loaded" in report
@@ -127,10 +129,10 @@ def test_checkpoint_that_shares_almost_nothing_is_an_error(tiny_80, tmp_path):
     """A detrex checkpoint of the tiny model into a DC5 model of another width: the backbone names differ and
     only a few bias vectors have equal shapes, so it is refused, naming what it looks like."""
     torch.save({"model": tiny_80.state_dict()}, tmp_path / "tiny.pth")
-    cfg = LazyConfig.load("projects/conditional_detr/configs/models/conditional_detr_r50_dc5.py")
-    overrides = [o for o in TINY_OVERRIDES if not o.startswith(("model.backbone", "model.in_channels"))]
-    cfg = LazyConfig.apply_overrides(cfg, [*overrides, "model.embed_dim=64", "model.num_classes=80",
-                                           "model.position_embedding.num_pos_feats=32"])  # fmt: skip
+    cfg = tiny_model_config("conditional_detr", "model.embed_dim=64", "model.num_classes=80",
+                            "model.position_embedding.num_pos_feats=32")  # fmt: skip
+    dc5 = LazyConfig.load("projects/conditional_detr/configs/models/conditional_detr_r50_dc5.py").model
+    cfg.model.backbone, cfg.model.in_features, cfg.model.in_channels = dc5.backbone, dc5.in_features, 2048
     with pytest.raises(IncompatibleCheckpointError) as e:
         DetectionCheckpointer(instantiate(cfg.model)).load(str(tmp_path / "tiny.pth"))
     message = str(e.value)

@@ -33,10 +33,11 @@ from tests.projects.conditional_detr.hf_reference import (  # noqa: E402
     seeded_hf_model,
     tiny_hf_config,
 )
-from tests.projects.conditional_detr.tiny_conditional_detr import TINY_OVERRIDES, build_tiny_conditional_detr  # noqa: E402
+from tests.tiny import build_tiny_model, tiny_model_config  # noqa: E402
 
 SIZES = [(160, 224), (224, 128)]  # one padded batch: each image is padded along one side
-K = 20  # the tiny model's select_box_nums_for_evaluation
+K = 20  # detections per image compared: the models' select_box_nums_for_evaluation
+TOP_K = f"model.select_box_nums_for_evaluation={K}"
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,9 @@ def reference(hf_tiny):
 
 
 def _load(path, *overrides):
-    model = build_tiny_conditional_detr("model.num_classes=80", *overrides, seed=3)
+    model = build_tiny_model(
+        "conditional_detr", "model.num_classes=80", TOP_K, *overrides, seed=3, backbone="resnet18"
+    )
     checkpointer = DetectionCheckpointer(model)
     checkpointer.load(str(path))
     return model, checkpointer
@@ -85,7 +88,7 @@ def test_hub_layout_files(hf_tiny, reference, tmp_path):
     config = {  # as transformers 4.x wrote it: the timm backbone by name, downloaded unless told otherwise
         "model_type": "conditional_detr", "use_timm_backbone": True, "backbone": "resnet18",
         "use_pretrained_backbone": True, "backbone_kwargs": {"out_indices": [1, 2, 3, 4], "in_chans": 3},
-        "dilation": False, "d_model": 32, "encoder_attention_heads": 4, "decoder_attention_heads": 4,
+        "dilation": False, "d_model": 128, "encoder_attention_heads": 8, "decoder_attention_heads": 8,
         "id2label": {str(k): v for k, v in hf_tiny.config.id2label.items()}, "transformers_version": "4.40.0",
     }  # fmt: skip
     (tmp_path / "bin" / "config.json").write_text(json.dumps(config))
@@ -137,9 +140,10 @@ def test_dc5_timm_resnet50(tmp_path):
     """dilation=True (timm's output_stride 16) into the DC5 config's dilated torchvision ResNet-50."""
     hf = seeded_hf_model(tiny_hf_config(backbone="resnet50", dilation=True), seed=8)
     hf.save_pretrained(tmp_path)
-    cfg = LazyConfig.load("projects/conditional_detr/configs/models/conditional_detr_r50_dc5.py")
-    overrides = [o for o in TINY_OVERRIDES if not o.startswith(("model.backbone", "model.in_channels"))]
-    model = instantiate(LazyConfig.apply_overrides(cfg, [*overrides, "model.num_classes=80"]).model)
+    cfg = tiny_model_config("conditional_detr", "model.num_classes=80", TOP_K)
+    dc5 = LazyConfig.load("projects/conditional_detr/configs/models/conditional_detr_r50_dc5.py").model
+    cfg.model.backbone, cfg.model.in_features, cfg.model.in_channels = dc5.backbone, dc5.in_features, 2048
+    model = instantiate(cfg.model)
     checkpointer = DetectionCheckpointer(model)
     checkpointer.load(str(tmp_path))
     assert not checkpointer.last_load.not_loaded

@@ -4,16 +4,12 @@ import torch.nn.functional as F
 from torch.testing import assert_close
 
 from detrex.layers import box_cxcywh_to_xyxy
-from tests.projects.conditional_detr.tiny_conditional_detr import (
-    NUM_CLASSES,
-    build_tiny_conditional_detr,
-    random_inputs,
-)
+from tests.tiny import NUM_CLASSES, build_tiny_model, random_inputs
 
 
 @pytest.fixture(scope="module")
 def model():
-    return build_tiny_conditional_detr()
+    return build_tiny_model("conditional_detr")
 
 
 def _fields(instances):
@@ -34,7 +30,7 @@ def test_batched_inference_equals_one_image_at_a_time(model):
 def test_padded_pixels_are_masked_in_encoder_and_decoder(model):
     torch.manual_seed(0)
     transformer = model.transformer.eval()
-    features = torch.randn(2, 32, 4, 5)
+    features = torch.randn(2, 128, 4, 5)
     mask = torch.zeros(2, 4, 5, dtype=torch.bool)
     mask[1, 3:, :] = True
     mask[1, :, 2:] = True  # image 1 fills 3 x 2 of the 4 x 5 map
@@ -80,7 +76,7 @@ def test_eval_output_is_rescaled_clipped_top_k(model):
         result = model(inputs)[0]["instances"]
         raw = model.forward_images(model.preprocess_image(inputs))
     assert result.image_size == (128, 120)
-    scores, index = raw["pred_logits"][0].sigmoid().flatten().topk(20)
+    scores, index = raw["pred_logits"][0].sigmoid().flatten().topk(100)
     boxes = box_cxcywh_to_xyxy(raw["pred_boxes"][0][index // NUM_CLASSES]) * torch.tensor([80, 64, 80, 64])
     boxes = boxes * torch.tensor([120 / 80, 128 / 64, 120 / 80, 128 / 64])
     boxes = torch.stack([boxes[:, 0].clamp(0, 120), boxes[:, 1].clamp(0, 128), boxes[:, 2].clamp(0, 120),
@@ -91,24 +87,26 @@ def test_eval_output_is_rescaled_clipped_top_k(model):
     assert_close(result.pred_boxes.tensor, boxes[keep], rtol=1e-5, atol=1e-4)
 
 
-def test_train_returns_exactly_the_weighted_losses_and_trains(model):
+def test_train_returns_exactly_the_weighted_losses_and_trains():
+    model = build_tiny_model("conditional_detr", "model.backbone.freeze_at=1")
     model.train()
     losses = model(random_inputs([(64, 80), (48, 96)], seed=4, with_instances=True))
-    assert sorted(losses) == sorted(f"loss_{n}{s}" for n in ("class", "bbox", "giou") for s in ("", "_0"))
+    assert sorted(losses) == sorted(
+        f"loss_{n}{s}" for n in ("class", "bbox", "giou") for s in ("", "_0", "_1")
+    )
     sum(losses.values()).backward()
     assert model.transformer.decoder.layers[1].attentions[1].query_pos_sine_proj.weight.grad is not None
     assert model.backbone.stem.conv1.weight.grad is None  # frozen by freeze_at=1
-    model.zero_grad(set_to_none=True)
 
 
 def test_decoder_layer_override_keeps_aux_losses_consistent():
-    model = build_tiny_conditional_detr("model.transformer.decoder.num_layers=3")
+    model = build_tiny_model("conditional_detr", "model.transformer.decoder.num_layers=4")
     assert model.transformer.decoder.layers[0].attentions[1].query_pos_proj is not None
-    assert model.transformer.decoder.layers[2].attentions[1].query_pos_proj is None  # only the first layer
+    assert model.transformer.decoder.layers[3].attentions[1].query_pos_proj is None  # only the first layer
     model.train()
     losses = model(random_inputs([(64, 64)], seed=5, with_instances=True))
     assert sorted(losses) == sorted(
-        f"loss_{n}{s}" for n in ("class", "bbox", "giou") for s in ("", "_0", "_1")
+        f"loss_{n}{s}" for n in ("class", "bbox", "giou") for s in ("", "_0", "_1", "_2")
     )
 
 
