@@ -96,7 +96,8 @@ def attend(predictor: DefaultPredictor, image: np.ndarray, layer: int, topk: int
         outputs = model.forward_images(images)
     queries, scores, classes = top_queries(outputs["pred_logits"][0], topk, threshold)
     scale = torch.tensor([width, height, width, height], device=scores.device)
-    boxes = box_cxcywh_to_xyxy(outputs["pred_boxes"][0, queries].float()) * scale
+    boxes = (box_cxcywh_to_xyxy(outputs["pred_boxes"][0, queries].float()) * scale).clamp(min=0)
+    boxes = torch.minimum(boxes, scale)  # clipped to the image, as the model's detections are
     recorded = {name: m[0, queries] for name, m in maps[0].items() if name != "layer"}  # (n, ., .) each
     size = torch.broadcast_shapes(*(m.shape[-2:] for m in recorded.values()))  # (h, w): row x column
     feature_mask = model.feature_padding_mask(images, size)[0]  # (h, w), True on padding

@@ -84,9 +84,11 @@ def record_attention(
 
     Yields a list that fills during the forward: one dict per recorded decoder layer and forward pass, in
     the order they run, ``{"layer": index, name: (B, Q, h, w) float tensor, ...}``, detached, on the model's
-    device; names and meanings are those of the attention module's ``attention_maps``. Every map covers the
-    padded feature map of the batch, is exactly zero on padded pixels and sums to 1 over the others. The
-    hooks are removed when the block exits, also on an exception.
+    device; names and meanings are those of the attention module's ``attention_maps``. A map covers the
+    batch's padded (h, w) feature map (RCDA's "row" map one row of it, (1, w), and its "column" map one
+    column, (h, 1)), is exactly zero on padding and sums to 1 over the rest. A module's map over the
+    flattened pixels (batch, heads, queries, pixels) is reshaped to (h, w), the size of ``input_proj``'s
+    output. The hooks are removed when the block exits, also on an exception.
     """
     modules = list(model.decoder_cross_attentions())
     chosen = range(len(modules)) if layers is None else layers
