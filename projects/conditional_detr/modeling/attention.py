@@ -102,9 +102,12 @@ class ConditionalCrossAttention(nn.Module):
     ) -> torch.Tensor:
         """query, query_pos, query_sine_embed: (B, Q, C); memory, key_pos: (B, HW, C);
         key_padding_mask: (B, HW), True on padded pixels -> (B, Q, C), the attention branch (no residual)."""
+        bs, n_q, c = query.shape
+        n_k = memory.shape[1]
         q, k, v = self.project(query, memory, query_pos, key_pos, query_sine_embed)
         dropout_p = self.attn_drop.p if self.training else 0.0
-        out = attention(q.flatten(2), k.flatten(2), v, self.num_heads, key_padding_mask, dropout_p=dropout_p)
+        q, k = q.view(bs, n_q, 2 * c), k.view(bs, n_k, 2 * c)  # (B, N, h * 2d): heads side by side
+        out = attention(q, k, v, self.num_heads, key_padding_mask, dropout_p=dropout_p)
         return self.proj_drop(self.out_proj(out))
 
     def attention_maps(
