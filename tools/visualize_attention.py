@@ -64,6 +64,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--layer", type=int, default=-1, help="decoder layer, 0-based; -1: the last")
     parser.add_argument("--confidence-threshold", type=float, default=0.3, help="minimum score to draw")
     parser.add_argument("--anchors", action="store_true", help="Anchor-DETR: also draw the anchor points")
+    parser.add_argument(
+        "--dpi", type=int, default=100, help="picture resolution, pixels per inch (default: 100)"
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides 'path.key=value'")
     return parser
 
@@ -139,11 +142,11 @@ def overlay(attention: np.ndarray) -> np.ndarray:
     weak attention leaves the dimmed image visible."""
     strength = attention / max(float(attention.max()), 1e-12)
     rgba = plt.get_cmap("jet")(strength)
-    rgba[..., 3] = 0.2 + 0.65 * strength
+    rgba[..., 3] = 0.8 * strength
     return rgba
 
 
-def draw_attention(image: np.ndarray, result: dict, metadata, title: str, path: str) -> None:
+def draw_attention(image: np.ndarray, result: dict, metadata, title: str, path: str, dpi: int = 100) -> None:
     """One row per detection, one panel per map: the map (normalised to its maximum) over the dimmed image,
     the detection's box, and the query's anchor point when the model has them."""
     names = list(result["maps"])
@@ -152,9 +155,9 @@ def draw_attention(image: np.ndarray, result: dict, metadata, title: str, path: 
     panel = 3.0  # inches per panel's longer side
     scale = panel / max(height, width)
     fig, axes = plt.subplots(
-        rows, len(names), figsize=(len(names) * width * scale, rows * (height * scale + 0.6)), squeeze=False
+        rows, len(names), figsize=(len(names) * width * scale, rows * (height * scale + 0.7)), squeeze=False
     )
-    dimmed = (image * 0.35).astype(np.uint8)
+    dimmed = (image * 0.5).astype(np.uint8)
     for ax in axes.flat:
         ax.imshow(dimmed)
         ax.set_axis_off()
@@ -176,11 +179,11 @@ def draw_attention(image: np.ndarray, result: dict, metadata, title: str, path: 
             ax.set_title(f"{label}\n{PANEL_TITLES.get(name, name)}", fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
 
 
-def draw_anchors(image: np.ndarray, result: dict, metadata, title: str, path: str) -> None:
+def draw_anchors(image: np.ndarray, result: dict, metadata, title: str, path: str, dpi: int = 100) -> None:
     """Left: the anchor points over the unit square (shared by every pattern). Right: the same points over
     the image, and for each detection a line from its query's anchor point to its box, coloured by the
     query's pattern."""
@@ -228,7 +231,7 @@ def draw_anchors(image: np.ndarray, result: dict, metadata, title: str, path: st
     picture.set_title("detections: anchor point -> box", fontsize=9)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.94))
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
 
 
@@ -244,11 +247,11 @@ def run(predictor, inputs: list[str], outputs: list[str], args, metadata) -> lis
             continue
         result = attend(predictor, image, args.layer, args.topk, args.confidence_threshold)
         layer = f"decoder layer {result['layer'] + 1} of {result['num_layers']}"
-        draw_attention(image, result, metadata, f"{os.path.basename(path)}: {layer}", out)
+        draw_attention(image, result, metadata, f"{os.path.basename(path)}: {layer}", out, args.dpi)
         written = [out]
         if args.anchors:
             anchors_out = os.path.splitext(out)[0] + "_anchors.png"
-            draw_anchors(image, result, metadata, os.path.basename(path), anchors_out)
+            draw_anchors(image, result, metadata, os.path.basename(path), anchors_out, args.dpi)
             written.append(anchors_out)
         tqdm.write(f"{path}: {len(result['queries'])} detections -> {', '.join(written)}")
     return skipped
@@ -261,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--confidence-threshold must be in [0, 1], got {args.confidence_threshold}")
     if args.topk < 1:
         parser.error(f"--topk must be at least 1, got {args.topk}")
+    if args.dpi < 10:
+        parser.error(f"--dpi must be at least 10, got {args.dpi}")
     if not os.path.isfile(args.config_file):
         parser.error(f"--config-file {args.config_file!r}: no such file")
     # --input takes several values, so trailing overrides right after it land there: hand them back

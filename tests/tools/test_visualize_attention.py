@@ -129,6 +129,7 @@ def test_checkpoint_of_the_other_family_is_the_checkpointers_error(
         (TINY_ANCHOR, ["--layer", "2"], "--layer 2: the decoder has 2 layers"),
         (TINY_ANCHOR, ["--topk", "0"], "--topk must be at least 1"),
         (TINY_ANCHOR, ["--confidence-threshold", "1.5"], "must be in [0, 1]"),
+        (TINY_ANCHOR, ["--dpi", "5"], "--dpi must be at least 10"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(config, extra, message, images, script, capsys):
