@@ -12,6 +12,7 @@ spatial-query part, the content part and the full attention; Anchor-DETR (RCDA):
 attention and their product, with the query's anchor point marked; Anchor-DETR with nn.MultiheadAttention:
 the full attention. --anchors (Anchor-DETR) also writes <name>_anchors.png: the anchor points over the unit
 square, and over the image with a line from each detection's anchor point to its box, coloured by pattern.
+With a single input, an --output ending in .png names the picture itself.
 """
 
 from __future__ import annotations
@@ -59,7 +60,11 @@ def get_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config-file", required=True, metavar="FILE", help="lazy config (.py/.yaml)")
     parser.add_argument("--input", nargs="+", required=True, help="image files, folders or glob patterns")
-    parser.add_argument("--output", default=DEFAULT_OUTPUT, help=f"output folder (default: {DEFAULT_OUTPUT})")
+    parser.add_argument(
+        "--output",
+        default=DEFAULT_OUTPUT,
+        help=f"output folder, or a .png file name for one image (default: {DEFAULT_OUTPUT})",
+    )
     parser.add_argument("--topk", type=int, default=4, help="detections drawn per image (default: 4)")
     parser.add_argument("--layer", type=int, default=-1, help="decoder layer, 0-based; -1: the last")
     parser.add_argument("--confidence-threshold", type=float, default=0.3, help="minimum score to draw")
@@ -276,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         inputs = expand_inputs(args.input)
     except FileNotFoundError as e:
         parser.error(str(e))
-    outputs = picture_paths(inputs, args.output)
+    single_file = len(inputs) == 1 and args.output.lower().endswith(".png")
+    outputs = [args.output] if single_file else picture_paths(inputs, args.output)
 
     cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
     try:
@@ -295,12 +301,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.anchors and anchor_points(predictor.model) is None:
         parser.error(f"--anchors: {type(predictor.model).__name__} has no anchor points (Anchor-DETR has)")
-    os.makedirs(args.output, exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(outputs[0])), exist_ok=True)
     skipped = run(predictor, inputs, outputs, args, class_metadata(cfg))
     if len(skipped) == len(inputs):
         print(f"error: none of the {len(inputs)} input image(s) could be read", file=sys.stderr)
         return 1
-    print(f"results written to {os.path.abspath(args.output)}")
+    print(f"results written to {outputs[0] if single_file else os.path.abspath(args.output)}")
     return 0
 
 

@@ -88,6 +88,20 @@ def test_anchor_detr_draws_row_column_product_and_the_anchor_points(images, scri
     assert grid.shape[0] > 1.2 * grid.shape[1] * h / (3 * w)  # two rows of three panels
     assert anchors.shape[1] > anchors.shape[0]  # unit square and image side by side
     assert "b.png: 2 detections" in capsys.readouterr().out
+    one = tmp_path / "single" / "picture.png"  # one input and a .png output: that file
+    argv = [
+        "--config-file",
+        TINY_ANCHOR,
+        "--input",
+        str(images / "a.png"),
+        "--output",
+        str(one),
+        "--anchors",
+        *opts,
+    ]
+    assert tool.main(argv) == 0
+    assert sorted(os.listdir(one.parent)) == ["picture.png", "picture_anchors.png"]
+    assert f"results written to {one}" in capsys.readouterr().out
 
 
 def test_unreadable_image_is_one_warning_and_the_others_are_drawn(images, script, tmp_path, capsys):
