@@ -13,7 +13,6 @@ dataset's `thing_classes`. Without --output, pictures go to ./output/demo. --vid
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import sys
 import time
@@ -22,12 +21,11 @@ import numpy as np
 from tqdm import tqdm
 
 from detrex.config import LazyConfig
-from detrex.data import ImageReadError, MetadataCatalog, read_image
-from detrex.engine.predictor import DefaultPredictor
-from detrex.utils.dataset_check import config_dataset_names
+from detrex.data import ImageReadError, read_image
+from detrex.engine.predictor import DefaultPredictor, class_metadata
+from detrex.utils.image_files import IMAGE_EXTENSIONS, expand_inputs, output_paths
 from detrex.utils.visualizer import VisImage, Visualizer
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 DEFAULT_OUTPUT = os.path.join("output", "demo")
 
 
@@ -48,43 +46,6 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--confidence-threshold", type=float, default=0.5, help="minimum score to draw")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides 'path.key=value'")
     return parser
-
-
-def expand_inputs(patterns: list[str]) -> list[str]:
-    """Image paths from files, folders (sorted, by extension) and glob patterns, in the given order."""
-    paths = []
-    for pattern in patterns:
-        if os.path.isdir(pattern):
-            found = sorted(
-                os.path.join(pattern, f) for f in os.listdir(pattern) if f.lower().endswith(IMAGE_EXTENSIONS)
-            )
-        elif os.path.isfile(pattern):
-            found = [pattern]
-        else:
-            found = sorted(p for p in glob.glob(os.path.expanduser(pattern)) if os.path.isfile(p))
-        if not found:
-            raise FileNotFoundError(f"--input {pattern!r}: no such file, and no images match it")
-        paths += found
-    return list(dict.fromkeys(paths))  # a file named twice is processed once
-
-
-def output_paths(inputs: list[str], output: str) -> list[str]:
-    """Where each picture goes: output/<file name>; a clash gets the parent folder name prefixed."""
-    names = [os.path.basename(p) for p in inputs]
-    out = []
-    for path, name in zip(inputs, names):
-        if names.count(name) > 1:
-            name = f"{os.path.basename(os.path.dirname(os.path.abspath(path)))}_{name}"
-        out.append(os.path.join(output, name))
-    if len(set(out)) != len(out):
-        raise ValueError(f"inputs {inputs} would overwrite each other's outputs in {output}")
-    return out
-
-
-def class_metadata(cfg):
-    """Metadata of the first test dataset (for `thing_classes`), or None when the config names none."""
-    names = config_dataset_names(cfg, "test")
-    return MetadataCatalog.get(names[0]) if names else None
 
 
 def draw(image_rgb: np.ndarray, predictions: dict, metadata, threshold: float) -> tuple[VisImage, int]:

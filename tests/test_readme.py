@@ -46,12 +46,24 @@ def test_readme_commands_name_existing_files():
     assert not missing, missing
 
 
+def test_readme_pictures_are_committed_and_small():
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README.read_text())
+    for path in pictures:
+        file = README.parent / path
+        assert file.is_file(), f"the README shows {path}, which is not in the repository"
+        assert file.stat().st_size < 300_000, (
+            f"{path}: {file.stat().st_size} bytes; keep pictures under 300 KB"
+        )
+
+
 def readme_tools_section_as_a_page() -> str:
-    """The README's "## Tools" section (to the next "## " heading) as docs/tools.md: one level up."""
+    """The README's "## Tools" section (to the next "## " heading) as docs/tools.md: one level up, so links
+    into docs/ lose that prefix."""
     text = README.read_text()
     section = text[text.index("## Tools\n") :]
     end = section.find("\n## ", 1)
     section = section if end == -1 else section[: end + 1]
+    section = section.replace("](docs/", "](")
     return section.replace("\n### ", "\n## ").replace("## Tools\n", "# Tools\n", 1)
 
 

@@ -13,7 +13,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-__all__ = ["DefaultPredictor", "build_test_augmentation", "model_image_format"]
+__all__ = ["DefaultPredictor", "build_test_augmentation", "class_metadata", "model_image_format"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,15 @@ def build_test_augmentation(cfg) -> list:
 def model_image_format(cfg) -> str:
     """The channel order the model was trained with: the test mapper's `img_format` (default RGB)."""
     return OmegaConf.select(cfg, "dataloader.test.mapper.img_format", default="RGB") or "RGB"
+
+
+def class_metadata(cfg):
+    """Metadata of the first test dataset (for `thing_classes`), or None when the config names none."""
+    from detrex.data import MetadataCatalog
+    from detrex.utils.dataset_check import config_dataset_names
+
+    names = config_dataset_names(cfg, "test")
+    return MetadataCatalog.get(names[0]) if names else None
 
 
 class DefaultPredictor:

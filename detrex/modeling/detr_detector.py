@@ -96,6 +96,12 @@ class DETRDetector(nn.Module):
         """Raw predictions of a padded batch; see the class docstring."""
         raise NotImplementedError(f"{type(self).__name__} must implement forward_images")
 
+    def decoder_cross_attentions(self) -> list[nn.Module]:
+        """The cross-attention module of each decoder layer, first layer first: what
+        ``detrex.utils.attention_maps.record_attention`` hooks. Each has an ``attention_maps`` method taking
+        its forward's arguments, or is an ``nn.MultiheadAttention``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement decoder_cross_attentions")
+
     def features(self, images: ImageList) -> tuple[torch.Tensor, torch.Tensor]:
         """The projected feature map (B, C, h, w) of ``in_features[-1]`` and its padding mask (B, h, w)."""
         features = self.input_proj(self.backbone(images.tensor)[self.in_features[-1]])

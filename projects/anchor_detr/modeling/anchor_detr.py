@@ -64,3 +64,6 @@ class AnchorDETR(DETRDetector):
         features, mask = self.features(images)  # (B, E, h, w), (B, h, w)
         logits, boxes = self.transformer(features, mask)  # (L, B, Q, K), (L, B, Q, 4)
         return self.predictions(logits, boxes)
+
+    def decoder_cross_attentions(self) -> list[nn.Module]:
+        return [layer.cross_attn for layer in self.transformer.decoder_layers]

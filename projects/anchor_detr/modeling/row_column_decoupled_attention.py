@@ -58,6 +58,32 @@ class MultiheadRCDA(nn.Module):
         b, n, _ = x.shape
         return x.view(b, n, self.num_heads, self.head_dim).transpose(1, 2).reshape(b * self.num_heads, n, -1)
 
+    def logits(
+        self,
+        query_row: torch.Tensor,
+        query_col: torch.Tensor,
+        key_row: torch.Tensor,
+        key_col: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The scaled logits of the x-softmax (B*h, Q, W) and of the y-softmax (B*h, Q, H), -inf on the
+        padded columns / rows (see ``forward`` for the arguments)."""
+        heads = self.num_heads
+        scaling = float(self.head_dim) ** -0.5
+        q_row = self._split_heads(self._project(query_row, 0) * scaling)  # (B*h, Q, d)
+        q_col = self._split_heads(self._project(query_col, 1) * scaling)
+        # Averaging commutes with the affine projection; averaging first saves two (HW x E x E) matmuls.
+        k_row = self._split_heads(self._project(key_row.mean(1), 2))  # (B*h, W, d): one key per column
+        k_col = self._split_heads(self._project(key_col.mean(2), 3))  # (B*h, H, d): one key per row
+        attn_x = torch.bmm(q_row, k_row.transpose(1, 2))  # (B*h, Q, W)
+        attn_y = torch.bmm(q_col, k_col.transpose(1, 2))  # (B*h, Q, H)
+        if key_padding_mask is not None:
+            pad_x = key_padding_mask[:, 0, :].repeat_interleave(heads, dim=0)  # (B*h, W), from the first row
+            pad_y = key_padding_mask[:, :, 0].repeat_interleave(heads, dim=0)  # (B*h, H), from the first col
+            attn_x = attn_x.masked_fill(pad_x[:, None, :], float("-inf"))  # padded columns get no weight
+            attn_y = attn_y.masked_fill(pad_y[:, None, :], float("-inf"))
+        return attn_x, attn_y
+
     def forward(
         self,
         query_row: torch.Tensor,
@@ -78,23 +104,10 @@ class MultiheadRCDA(nn.Module):
         bsz, num_q, e = query_row.shape
         _, h, w, _ = value.shape
         heads, d = self.num_heads, self.head_dim
-        scaling = float(d) ** -0.5
 
-        q_row = self._split_heads(self._project(query_row, 0) * scaling)  # (B*h, Q, d)
-        q_col = self._split_heads(self._project(query_col, 1) * scaling)
-        # Averaging commutes with the affine projection; averaging first saves two (HW x E x E) matmuls.
-        k_row = self._split_heads(self._project(key_row.mean(1), 2))  # (B*h, W, d): one key per column
-        k_col = self._split_heads(self._project(key_col.mean(2), 3))  # (B*h, H, d): one key per row
+        attn_x, attn_y = self.logits(query_row, query_col, key_row, key_col, key_padding_mask)
         v = self._project(value, 4).view(bsz, h, w, heads, d)
         v = v.permute(0, 3, 1, 2, 4).reshape(bsz * heads, h, w, d)  # (B*h, H, W, d)
-
-        attn_x = torch.bmm(q_row, k_row.transpose(1, 2))  # (B*h, Q, W)
-        attn_y = torch.bmm(q_col, k_col.transpose(1, 2))  # (B*h, Q, H)
-        if key_padding_mask is not None:
-            pad_x = key_padding_mask[:, 0, :].repeat_interleave(heads, dim=0)  # (B*h, W), from the first row
-            pad_y = key_padding_mask[:, :, 0].repeat_interleave(heads, dim=0)  # (B*h, H), from the first col
-            attn_x = attn_x.masked_fill(pad_x[:, None, :], float("-inf"))  # padded columns get no weight
-            attn_y = attn_y.masked_fill(pad_y[:, None, :], float("-inf"))
         attn_x = dropout(attn_x.softmax(-1), self.dropout, self.training)
         attn_y = dropout(attn_y.softmax(-1), self.dropout, self.training)
 
@@ -109,3 +122,23 @@ class MultiheadRCDA(nn.Module):
             out = torch.einsum("nqw,nqwd->nqd", attn_x, per_col)  # (B*h, Q, d)
         out = out.view(bsz, heads, num_q, d).transpose(1, 2).reshape(bsz, num_q, e)
         return self.out_proj(out)
+
+    def attention_maps(
+        self,
+        query_row: torch.Tensor,
+        query_col: torch.Tensor,
+        key_row: torch.Tensor,
+        key_col: torch.Tensor,
+        value: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """The attention weights of ``forward`` (same arguments), per head, without dropout: "row", the
+        x-softmax over the W columns (B, h, Q, 1, W); "column", the y-softmax over the H rows (B, h, Q, H, 1);
+        "product", their product (B, h, Q, H, W), the weight that pixel (y, x) gets. Each sums to 1 over the
+        unpadded positions and is exactly zero on padded columns / rows."""
+        bsz, num_q, _ = query_row.shape
+        _, h, w, _ = key_row.shape
+        attn_x, attn_y = self.logits(query_row, query_col, key_row, key_col, key_padding_mask)
+        row = attn_x.softmax(-1).view(bsz, self.num_heads, num_q, 1, w)
+        column = attn_y.softmax(-1).view(bsz, self.num_heads, num_q, h, 1)
+        return {"row": row, "column": column, "product": column * row}

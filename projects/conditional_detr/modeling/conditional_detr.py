@@ -81,3 +81,6 @@ class ConditionalDETR(DETRDetector):
         reference_logit = inverse_sigmoid(references)  # (B, Q, 2)
         boxes = torch.cat([box_offsets[..., :2] + reference_logit, box_offsets[..., 2:]], dim=-1).sigmoid()
         return self.predictions(logits, boxes)
+
+    def decoder_cross_attentions(self) -> list[nn.Module]:
+        return [layer.attentions[1] for layer in self.transformer.decoder.layers]
