@@ -13,14 +13,14 @@ from detrex.data import read_image
 from detrex.engine.predictor import DefaultPredictor
 
 TOOL = "tools/visualize_attention.py"
-TINY_CONDITIONAL = "tests/tools/configs/tiny_conditional_detr.py"
-TINY_ANCHOR = "tests/tools/configs/tiny_anchor_detr.py"
+TINY_CONDITIONAL = "tests/configs/tiny_conditional_detr.py"
+TINY_ANCHOR = "tests/configs/tiny_anchor_detr.py"
 
 
 @pytest.fixture
 def images(tiny_shapes, tmp_path):
     """The two tiny validation images copied as a.png and b.png, in one folder."""
-    src = os.path.join(tiny_shapes["tools_shapes_val"], "images")
+    src = os.path.join(tiny_shapes["tiny_shapes_val"], "images")
     folder = tmp_path / "in"
     folder.mkdir()
     for file, name in zip(sorted(os.listdir(src)), ["a.png", "b.png"]):
@@ -46,7 +46,7 @@ def test_conditional_detr_draws_the_predictors_detection_and_three_maps(
     assert result["queries"].tolist() == [0] and result["classes"].tolist() == [2]
     np.testing.assert_allclose(result["scores"], expected.scores.numpy(), rtol=1e-6)
     np.testing.assert_allclose(result["boxes"], expected.pred_boxes.tensor.numpy(), rtol=1e-5, atol=1e-3)
-    assert result["layer"] == 1 and result["num_layers"] == 2 and result["anchors"] is None
+    assert result["layer"] == 2 and result["num_layers"] == 3 and result["anchors"] is None
     assert list(result["maps"]) == ["spatial", "content", "full"]
     for weights in result["maps"].values():
         assert weights.shape == (1, *image.shape[:2]) and weights.min() >= 0 and weights.max() > 0
@@ -76,9 +76,9 @@ def test_anchor_detr_draws_row_column_product_and_the_anchor_points(images, scri
         column, np.broadcast_to(column[:, :, :1], column.shape), rtol=1e-6
     )  # along rows
     transformer = predictor.model.transformer
-    points = transformer.position.weight.detach().numpy() * np.array([w, h])  # 4 learned anchor points
-    np.testing.assert_allclose(result["anchors"], np.concatenate([points, points]), rtol=1e-6)  # 2 patterns
-    assert result["num_patterns"] == 2 and result["points_kind"] == "learned"
+    points = transformer.position.weight.detach().numpy() * np.array([w, h])  # 10 learned anchor points
+    np.testing.assert_allclose(result["anchors"], np.concatenate([points] * 3), rtol=1e-6)  # 3 patterns
+    assert result["num_patterns"] == 3 and result["points_kind"] == "learned"
 
     rc = tool.main(["--config-file", TINY_ANCHOR, "--input", str(images / "*.png"), "--output",
                     str(tmp_path / "out"), "--topk", "2", "--confidence-threshold", "0", "--anchors", *opts])  # fmt: skip
@@ -140,7 +140,7 @@ def test_checkpoint_of_the_other_family_is_the_checkpointers_error(
     "config, extra, message",
     [
         (TINY_CONDITIONAL, ["--anchors"], "--anchors: ConditionalDETR has no anchor points"),
-        (TINY_ANCHOR, ["--layer", "2"], "--layer 2: the decoder has 2 layers"),
+        (TINY_ANCHOR, ["--layer", "3"], "--layer 3: the decoder has 3 layers"),
         (TINY_ANCHOR, ["--topk", "0"], "--topk must be at least 1"),
         (TINY_ANCHOR, ["--confidence-threshold", "1.5"], "must be in [0, 1]"),
         (TINY_ANCHOR, ["--dpi", "5"], "--dpi must be at least 10"),

@@ -1,4 +1,4 @@
-"""record_attention on the quickstart models of both families (a padded two-image batch): map shapes, zero
+"""record_attention on the tiny models of both families (a padded two-image batch): map shapes, zero
 weight on padding, sums of 1, outputs unchanged, no hooks left; and each attention module's maps against its
 own forward."""
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from detrex.config import LazyConfig, instantiate
+from detrex.config import instantiate
 from detrex.utils.attention_maps import (
     multihead_attention_maps,
     record_attention,
@@ -15,12 +15,9 @@ from detrex.utils.attention_maps import (
 )
 from projects.anchor_detr.modeling import MultiheadRCDA
 from projects.conditional_detr.modeling import ConditionalCrossAttention
+from tests.tiny import tiny_model_config
 
-CONFIGS = {
-    "conditional": "projects/conditional_detr/configs/conditional_detr_tiny_synthetic.py",
-    "anchor": "projects/anchor_detr/configs/anchor_detr_tiny_synthetic.py",
-    "anchor_2d": "projects/anchor_detr/configs/anchor_detr_tiny_synthetic.py",
-}
+FAMILIES = {"conditional": "conditional_detr", "anchor": "anchor_detr", "anchor_2d": "anchor_detr"}
 OVERRIDES = {"anchor_2d": ["model.transformer.attention_type=nn.MultiheadAttention"]}
 MAP_NAMES = {
     "conditional": ["spatial", "content", "full"],
@@ -42,12 +39,12 @@ def num_hooks(model: nn.Module) -> int:
     return sum(len(m._forward_hooks) for m in model.modules())
 
 
-@pytest.fixture(scope="module", params=list(CONFIGS))
+@pytest.fixture(scope="module", params=list(FAMILIES))
 def recorded(request):
     """The model, its plain outputs, and the outputs and maps of the same batch recorded with heads averaged
     and per head."""
     family = request.param
-    cfg = LazyConfig.apply_overrides(LazyConfig.load(CONFIGS[family]), OVERRIDES.get(family, []))
+    cfg = tiny_model_config(FAMILIES[family], *OVERRIDES.get(family, []))
     torch.manual_seed(0)
     model = instantiate(cfg.model).eval()
     hooks_before = num_hooks(model)
