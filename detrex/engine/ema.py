@@ -12,10 +12,15 @@ logger = logging.getLogger(__name__)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
-    """The module inside a DistributedDataParallel/DataParallel wrapper (or the model itself)."""
-    return (
-        model.module if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
-    )
+    """The model inside its DistributedDataParallel / DataParallel and ``torch.compile`` wrappers (in any
+    order), or the model itself."""
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        elif isinstance(model, torch._dynamo.eval_frame.OptimizedModule):
+            model = model._orig_mod
+        else:
+            return model
 
 
 class ModelEMA:

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from detrex.engine import ModelEMA
+from detrex.engine import ModelEMA, unwrap_model
 
 
 class Net(nn.Module):
@@ -49,3 +49,14 @@ def test_ema_apply_and_restore_and_state_dict():
     torch.testing.assert_close(other.state["lin.bias"], ema.state["lin.bias"], rtol=0, atol=0)
     with pytest.raises(KeyError, match="missing"):
         other.load_state_dict({"lin.weight": torch.zeros(2, 3)})
+
+
+def test_unwrap_model_removes_compile_and_data_parallel_wrappers():
+    """The EMA and the checkpoints see the model's own parameter names under any wrapper: a compiled model's
+    state dict would have "_orig_mod." before every key."""
+    model = nn.Linear(2, 2)
+    wrapped = torch.compile(nn.DataParallel(torch.compile(model)))  # compiled lazily: nothing runs here
+    assert unwrap_model(wrapped) is model and unwrap_model(model) is model
+    ema = ModelEMA(wrapped, decay=0.5)
+    ema.reset()
+    assert list(ema.state_dict()) == list(model.state_dict()) == ["weight", "bias"]
