@@ -72,11 +72,6 @@ def conv_norm(x: torch.Tensor, conv: nn.Conv2d, norm: nn.Module | None = None) -
         x = nn.Conv2d.forward(conv, x)  # not conv(x): detrex's Conv2d calls conv_norm from its forward
         return x if norm is None else norm(x)
     scale, shift = norm.scale_and_shift()
-    if cpu_kernels.ConvFrozenNorm.supports(conv) and cpu_kernels.applies(
-        "frozen_norm_conv", x, conv.weight, scale
-    ):
-        args = (conv.stride, conv.padding, conv.dilation, conv.groups)
-        return cpu_kernels.ConvFrozenNorm.apply(x, conv.weight, scale, shift, *args)
     weight = conv.weight * scale.view(-1, 1, 1, 1).to(conv.weight.dtype)
     bias = shift if conv.bias is None else conv.bias * scale + shift
     return conv._conv_forward(x, weight, bias.to(conv.weight.dtype))

@@ -103,8 +103,8 @@ def test_bad_arguments(argv, message, script, capsys):
 
 @pytest.mark.parametrize("grad", [True, False])
 def test_flop_count_sees_trainable_frozen_norm_convs(grad):
-    """A trainable conv + FrozenBN (the memory-saving autograd Function in training) is counted as a plain
-    convolution when traced, with and without autograd: one multiply-add per weight per output pixel."""
+    """A trainable conv + FrozenBN (the norm folded into the weights) is counted as one convolution when
+    traced, with and without autograd: one multiply-add per weight per output pixel."""
     from fvcore.nn import FlopCountAnalysis
 
     from detrex.layers import Conv2d, FrozenBatchNorm2d

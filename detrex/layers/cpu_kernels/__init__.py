@@ -10,13 +10,6 @@ worth (paired A/B on the R50 train step and inference).
 
 Kernels (name: maths; when it applies; test in tests/layers/cpu_kernels/):
 
-``frozen_norm_conv`` (conv.py): ``conv2d(x, w * s, t)`` for a trainable bias-free convolution followed by a
-    FrozenBatchNorm2d (``y = x * s + t``), as a custom autograd Function that saves ``w`` rather than the
-    folded ``w * s``: no folded copy of every trainable backbone weight is kept for the backward.
-    ``conv_norm`` in training with a gradient-requiring weight. test_conv_kernels.py.
-``stride2_weight_grad`` (conv.py): inside ``frozen_norm_conv``'s backward, the weight gradient of a 3x3,
-    stride-2, padding-1 convolution as four stride-1 weight gradients over the parity phases of the padded
-    input (the same products, summed in another order). test_conv_kernels.py.
 ``dropout`` (dropout.py): ``x * m / (1 - p)``, m Bernoulli(1 - p) per element, with m drawn byte-wise from
     numpy's SFC64 generator (seeded from torch's default generator) and saved as bool: the same
     distribution as ``F.dropout``, another random stream. ``dropout`` with 0 < p < 1 in training.
@@ -30,7 +23,6 @@ Kernels (name: maths; when it applies; test in tests/layers/cpu_kernels/):
 """
 
 from .attention import DropoutAttention
-from .conv import ConvFrozenNorm
 from .dropout import Dropout
 from .memory import keep_freed_memory
 from .switch import ENV_VAR, KERNELS, active_kernels, applies, set_cpu_kernels, use_cpu_kernels
@@ -38,7 +30,6 @@ from .switch import ENV_VAR, KERNELS, active_kernels, applies, set_cpu_kernels, 
 __all__ = [
     "ENV_VAR",
     "KERNELS",
-    "ConvFrozenNorm",
     "Dropout",
     "DropoutAttention",
     "active_kernels",

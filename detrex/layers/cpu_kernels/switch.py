@@ -11,8 +11,6 @@ import torch
 
 ENV_VAR = "DETREX_CPU_KERNELS"
 KERNELS = (
-    "frozen_norm_conv",
-    "stride2_weight_grad",
     "dropout",
     "dropout_attention",
     "malloc",

@@ -1,21 +1,10 @@
-"""Fixtures of the CPU-kernel tests: frozen norms with non-trivial statistics, fixed dropout masks."""
+"""Fixtures of the CPU-kernel tests: fixed dropout masks."""
 
 import pytest
 import torch
 
-from detrex.layers import FrozenBatchNorm2d
 from detrex.layers.cpu_kernels import attention as attention_kernel
 from detrex.layers.cpu_kernels import dropout as dropout_kernel
-
-
-def frozen_norm(channels: int, seed: int = 0) -> FrozenBatchNorm2d:
-    g = torch.Generator().manual_seed(seed)
-    norm = FrozenBatchNorm2d(channels)
-    norm.weight.copy_(torch.rand(channels, generator=g) + 0.5)
-    norm.bias.copy_(torch.randn(channels, generator=g) * 0.1)
-    norm.running_mean.copy_(torch.randn(channels, generator=g) * 0.1)
-    norm.running_var.copy_(torch.rand(channels, generator=g) + 0.5)
-    return norm
 
 
 @pytest.fixture
