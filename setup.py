@@ -67,7 +67,7 @@ setup(
             *HF,
         ],
         "test": ["pytest>=7", "pytest-xdist", "ruff>=0.4"],
-        # COCOEvaluator(use_fast_impl=True): same AP as pycocotools, ~4x faster (docs/performance.md)
+        # COCOEvaluator(use_fast_impl=True): same AP as pycocotools, ~7x faster (docs/performance.md)
         "fast": ["faster-coco-eval>=1.6"],
         "hf": HF,
     },
