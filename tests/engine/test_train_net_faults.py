@@ -184,13 +184,21 @@ def test_corrupt_image_is_reported_once_with_the_check_to_run(configs, tmp_path)
     assert result.stdout.count(str(broken)) == 0  # said once, on stderr
 
 
+def _sigint_as_in_a_terminal():
+    """SIGINT with its default action in the child, as for a job in a terminal: a shell without job control
+    starts background jobs with SIGINT ignored, and the ignored disposition would pass to train_net.py (which
+    then rightly keeps running, as under nohup) when the tests themselves run in such a job."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_says_where_training_stopped_and_how_to_resume(configs, tmp_path):
     command = [sys.executable, "tools/train_net.py", "--config-file", configs["ok"], f"train.output_dir={tmp_path}",
                "train.max_iter=1000", "train.checkpointer.period=2"]  # fmt: skip
     proc = subprocess.Popen(
-        command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
+        command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=_sigint_as_in_a_terminal,
+    )  # fmt: skip
     try:
         while proc.poll() is None and not (tmp_path / "last_checkpoint").exists():
             time.sleep(0.05)
