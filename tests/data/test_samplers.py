@@ -100,3 +100,13 @@ def test_inference_sampler_local_indices():
     }
     for (size, world), expected in cases.items():
         assert [InferenceSampler._get_local_indices(size, world, r) for r in range(world)] == expected
+
+
+def test_repeat_factor_sampler_splits_ranks_as_training_sampler_and_refuses_no_factors():
+    """It is a TrainingSampler whose passes repeat indices: the same seed, rank split and size check (no
+    factors would be an endless stream of empty passes)."""
+    sampler = RepeatFactorTrainingSampler(torch.ones(6), shuffle=False, seed=0)
+    assert isinstance(sampler, TrainingSampler)
+    assert list(itertools.islice(iter(sampler), 8)) == [0, 1, 2, 3, 4, 5, 0, 1]
+    with pytest.raises(ValueError, match="RepeatFactorTrainingSampler: size must be a positive int, got 0"):
+        RepeatFactorTrainingSampler(torch.tensor([]))

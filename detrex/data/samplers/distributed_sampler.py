@@ -36,10 +36,10 @@ class TrainingSampler(Sampler[int]):
     def __init__(self, size: int, shuffle: bool = True, seed: int | None = None):
         if not isinstance(size, int):
             raise TypeError(
-                f"TrainingSampler: size must be a positive int, got {type(size).__name__} {size!r}"
+                f"{type(self).__name__}: size must be a positive int, got {type(size).__name__} {size!r}"
             )
         if size <= 0:
-            raise ValueError(f"TrainingSampler: size must be a positive int, got {size!r}")
+            raise ValueError(f"{type(self).__name__}: size must be a positive int, got {size!r}")
         self._size = size
         self._shuffle = shuffle
         self.seed = int(comm.shared_random_seed() if seed is None else seed)
@@ -100,17 +100,14 @@ class RandomSubsetTrainingSampler(TrainingSampler):
                 yield from self._indexes_subset.tolist()
 
 
-class RepeatFactorTrainingSampler(Sampler[int]):
+class RepeatFactorTrainingSampler(TrainingSampler):
     """An endless stream in which index i appears repeat_factors[i] times per pass on average (LVIS-style
     class balancing); all ones is TrainingSampler. Fractional factors are rounded up or down at random
     each pass, with the right expectation. Ranks split the stream like TrainingSampler."""
 
     def __init__(self, repeat_factors: torch.Tensor, *, shuffle: bool = True, seed: int | None = None):
-        self._shuffle = shuffle
-        self.seed = int(comm.shared_random_seed() if seed is None else seed)
-        self._rank = comm.get_rank()
-        self._world_size = comm.get_world_size()
         repeat_factors = torch.as_tensor(repeat_factors, dtype=torch.float32)
+        super().__init__(size=len(repeat_factors), shuffle=shuffle, seed=seed)
         self._int_part = torch.trunc(repeat_factors)
         self._frac_part = repeat_factors - self._int_part
 
@@ -146,9 +143,6 @@ class RepeatFactorTrainingSampler(Sampler[int]):
         draws = torch.rand(len(self._frac_part), generator=generator)
         repeats = (self._int_part + (draws < self._frac_part).float()).long()
         return torch.repeat_interleave(torch.arange(len(repeats)), repeats)
-
-    def __iter__(self) -> Iterator[int]:
-        return itertools.islice(self._infinite_indices(), self._rank, None, self._world_size)
 
     def _infinite_indices(self) -> Iterator[int]:
         generator = torch.Generator()
