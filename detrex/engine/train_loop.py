@@ -19,7 +19,7 @@ from detrex.utils import comm
 from detrex.utils.env import get_rng_state, set_rng_state
 from detrex.utils.events import EventStorage
 
-from .ema import ModelEMA
+from .ema import ModelEMA, unwrap_model
 from .non_finite import first_non_finite_output, non_finite_tensors
 from .optimizer import clip_grad_norm
 
@@ -253,7 +253,7 @@ class Trainer:
         matcher then fails on them in an unrelated-looking way). Returns when nothing was non-finite."""
         if isinstance(error, torch.OutOfMemoryError):
             return
-        model = getattr(self.model, "module", self.model)  # DDP / torch.compile wrap the model
+        model = unwrap_model(self.model)  # the names of the model itself, under DDP or torch.compile
         bad = non_finite_tensors(dict(model.named_parameters()))
         if bad:
             what = f"{len(bad)} weight tensors hold NaN/Inf (e.g. {bad[0]})"
